@@ -1,0 +1,336 @@
+//! Write Kiln step plugins in Rust.
+//!
+//! A plugin is a type that implements [`Plugin`], exported with [`export_plugin!`]:
+//!
+//! ```ignore
+//! use kiln_plugin_sdk::{export_plugin, Context, Info, Plugin, StepError};
+//!
+//! struct Hello;
+//! impl Plugin for Hello {
+//!     fn info() -> Info {
+//!         Info::new("hello", env!("CARGO_PKG_VERSION"), "says hello")
+//!     }
+//!     fn run(ctx: Context) -> Result<(), StepError> {
+//!         kiln_plugin_sdk::log::info(&format!("hello from {}", ctx.step_id));
+//!         kiln_plugin_sdk::set_output("greeting", &"hello")
+//!     }
+//! }
+//! export_plugin!(Hello);
+//! ```
+//!
+//! Build it for `wasm32-wasip2`; the output is a WASI 0.2 component that `uses:` can name by path.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+pub use serde_json::{self, Value, json};
+
+/// The generated bindings of the `kiln:plugin/step` world. The only `generate!` on the guest side.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "step",
+        pub_export_macro: true,
+        export_macro_name: "__export_step_world",
+        default_bindings_module: "kiln_plugin_sdk::bindings",
+    });
+}
+
+use bindings::kiln::plugin::{log as wit_log, outputs as wit_outputs, types as wit};
+
+/// A privilege a plugin asks for; the step's `allow:` must grant it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// Write to the run workspace (`allow: { workspace: write }`).
+    WorkspaceWrite,
+    /// Connect to the hosts listed in `allow: { net: [...] }`.
+    Network,
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// JSON Schema of the `with:` mapping.
+    pub config_schema: Value,
+    /// Outputs the plugin may set; empty means any.
+    pub outputs: Vec<String>,
+    pub capabilities: Vec<Capability>,
+}
+
+impl Info {
+    pub fn new(name: &str, version: &str, description: &str) -> Self {
+        Info {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            description: description.to_owned(),
+            config_schema: json!({ "type": "object" }),
+            outputs: Vec::new(),
+            capabilities: Vec::new(),
+        }
+    }
+
+    pub fn schema(mut self, schema: Value) -> Self {
+        self.config_schema = schema;
+        self
+    }
+
+    pub fn outputs(mut self, names: &[&str]) -> Self {
+        self.outputs = names.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
+    pub fn capability(mut self, capability: Capability) -> Self {
+        self.capabilities.push(capability);
+        self
+    }
+}
+
+/// One problem with a step's config: where (a JSON Pointer) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn at(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a step did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepError {
+    /// The config is wrong; not retried.
+    InvalidConfig(String),
+    /// Something the plugin needs was refused; not retried.
+    Denied(String),
+    /// The step failed; retried when the step has `retry:`.
+    Failed(String),
+}
+
+impl From<std::io::Error> for StepError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            StepError::Denied(e.to_string())
+        } else {
+            StepError::Failed(e.to_string())
+        }
+    }
+}
+
+/// Everything a plugin learns about the step it runs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub run_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+    /// The resolved `with:` mapping.
+    pub config: Value,
+    /// The triggering event.
+    pub event: Value,
+    /// Guest path of the run workspace.
+    pub workspace: PathBuf,
+}
+
+impl Context {
+    /// Deserialize the config into `T`; a mismatch is an [`StepError::InvalidConfig`] naming the key.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, StepError> {
+        parse_config(&self.config).map_err(|p| {
+            let at = if p.pointer.is_empty() {
+                String::new()
+            } else {
+                format!(" at `{}`", p.pointer)
+            };
+            StepError::InvalidConfig(format!("{}{at}", p.message))
+        })
+    }
+
+    /// Resolve `relative` inside the workspace. Absolute paths and `..` that would leave the
+    /// workspace are refused, so a config cannot point a plugin outside it.
+    pub fn workspace_path(&self, relative: &str) -> Result<PathBuf, StepError> {
+        let mut out = self.workspace.clone();
+        let mut depth = 0usize;
+        for part in Path::new(relative).components() {
+            match part {
+                Component::Normal(p) => {
+                    out.push(p);
+                    depth += 1;
+                }
+                Component::CurDir => {}
+                Component::ParentDir if depth > 0 => {
+                    out.pop();
+                    depth -= 1;
+                }
+                _ => {
+                    return Err(StepError::InvalidConfig(format!(
+                        "path `{relative}` leaves the workspace; use a path relative to it"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Deserialize a config value, reporting the first mismatch with its JSON Pointer.
+pub fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let pointer = pointer_of(e.path());
+        Problem::at(pointer, e.inner().to_string())
+    })
+}
+
+/// Validate a config at plan time by deserializing it into `T`. A value that is still an
+/// unresolved `${{ ... }}` expression cannot be judged yet, so a mismatch there is not a problem.
+pub fn check_config<T: DeserializeOwned>(config: &Value) -> Result<(), Vec<Problem>> {
+    match parse_config::<T>(config) {
+        Ok(_) => Ok(()),
+        Err(problem) => {
+            let at = config.pointer(&problem.pointer);
+            let is_expression = matches!(at, Some(Value::String(s)) if s.contains("${{"));
+            if is_expression {
+                Ok(())
+            } else {
+                Err(vec![problem])
+            }
+        }
+    }
+}
+
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => {
+                out.push('/');
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Enum { variant } => {
+                out.push('/');
+                out.push_str(variant);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Set output `name` to `value` (serialized as JSON).
+pub fn set_output(name: &str, value: &impl Serialize) -> Result<(), StepError> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| StepError::Failed(format!("output `{name}` is not serializable: {e}")))?;
+    wit_outputs::set(name, &json).map_err(StepError::Failed)
+}
+
+/// Lines for the step's log.
+pub mod log {
+    use super::wit_log;
+
+    pub fn debug(message: &str) {
+        wit_log::log(wit_log::Level::Debug, message);
+    }
+    pub fn info(message: &str) {
+        wit_log::log(wit_log::Level::Info, message);
+    }
+    pub fn warn(message: &str) {
+        wit_log::log(wit_log::Level::Warn, message);
+    }
+    pub fn error(message: &str) {
+        wit_log::log(wit_log::Level::Error, message);
+    }
+}
+
+/// A step plugin. Export it with [`export_plugin!`].
+pub trait Plugin {
+    /// Describe the plugin.
+    fn info() -> Info;
+    /// Check a config at plan time. The default accepts everything; see [`check_config`].
+    fn validate(_config: &Value) -> Result<(), Vec<Problem>> {
+        Ok(())
+    }
+    /// Run the step.
+    fn run(ctx: Context) -> Result<(), StepError>;
+}
+
+#[doc(hidden)]
+pub struct Exported<P>(std::marker::PhantomData<P>);
+
+impl<P: Plugin> bindings::Guest for Exported<P> {
+    fn describe() -> wit::PluginInfo {
+        let info = P::info();
+        wit::PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            config_schema: info.config_schema.to_string(),
+            outputs: info.outputs,
+            capabilities: info
+                .capabilities
+                .into_iter()
+                .map(|c| match c {
+                    Capability::WorkspaceWrite => wit::Capability::WorkspaceWrite,
+                    Capability::Network => wit::Capability::Network,
+                })
+                .collect(),
+        }
+    }
+
+    fn validate(config: String) -> Result<(), Vec<wit::ConfigProblem>> {
+        let value: Value = serde_json::from_str(&config).map_err(|e| {
+            vec![wit::ConfigProblem {
+                pointer: String::new(),
+                message: format!("config is not JSON: {e}"),
+            }]
+        })?;
+        P::validate(&value).map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|p| wit::ConfigProblem {
+                    pointer: p.pointer,
+                    message: p.message,
+                })
+                .collect()
+        })
+    }
+
+    fn run(ctx: wit::StepContext) -> Result<(), wit::StepError> {
+        let parse = |what: &str, text: &str| {
+            serde_json::from_str::<Value>(text).map_err(|e| {
+                wit::StepError::Failed(format!("host sent a {what} that is not JSON: {e}"))
+            })
+        };
+        let context = Context {
+            run_id: ctx.run_id,
+            step_id: ctx.step_id,
+            attempt: ctx.attempt,
+            config: parse("config", &ctx.config)?,
+            event: parse("event", &ctx.event)?,
+            workspace: PathBuf::from(ctx.workspace),
+        };
+        P::run(context).map_err(|e| match e {
+            StepError::InvalidConfig(m) => wit::StepError::InvalidConfig(m),
+            StepError::Denied(m) => wit::StepError::Denied(m),
+            StepError::Failed(m) => wit::StepError::Failed(m),
+        })
+    }
+}
+
+/// Export a [`Plugin`] as the component's `step` world.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        type __KilnExported = $crate::Exported<$plugin>;
+        $crate::bindings::__export_step_world!(__KilnExported with_types_in $crate::bindings);
+    };
+}
