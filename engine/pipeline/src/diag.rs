@@ -11,7 +11,7 @@
 //! | K005 | error | invalid value: pattern, range, duration, plugin reference (an OCI reference must be pinned by digest), `allow.net` entry, empty list |
 //! | K006 | error | duplicate key in a mapping (the first one is kept) |
 //! | K007 | error | unsupported YAML: several documents, custom tags, merge keys (`<<`), alias expansion or nesting beyond the limits |
-//! | K008 | warning | the same entry twice in `needs` or `secrets` |
+//! | K008 | warning | the same entry twice in `needs`, `secrets` or `allow.net` |
 //! | K101 | error | duplicate step id |
 //! | K102 | error | `needs` names a step that does not exist |
 //! | K103 | error | dependency cycle (printed as a path), or a step that needs itself |

@@ -33,7 +33,7 @@ fn duration(description: &str) -> Value {
 fn env(description: &str) -> Value {
     json!({
         "description": description,
-        "type": "object",
+        "type": ["object", "null"],
         "propertyNames": { "pattern": keys::ENV_PATTERN },
         "additionalProperties": {
             "description": "A value; strings may hold `${{ }}` expressions. Numbers and booleans are passed as text.",
@@ -136,7 +136,7 @@ pub fn schema() -> Value {
                     },
                     "with": {
                         "description": "The plugin's configuration. Strings may hold `${{ }}` expressions.",
-                        "type": "object"
+                        "type": ["object", "null"]
                     },
                     "needs": string_or_list(
                         json!({ "type": "string", "pattern": keys::ID_PATTERN }),
@@ -179,7 +179,10 @@ pub fn schema() -> Value {
                         "description": "A failure of this step does not fail the run.",
                         "type": "boolean"
                     },
-                    "allow": { "$ref": "#/$defs/allow" }
+                    "allow": {
+                        "description": "Privileges granted to the step's plugin; nothing by default.",
+                        "oneOf": [{ "type": "null" }, { "$ref": "#/$defs/allow" }]
+                    }
                 }
             },
             "retry": {
