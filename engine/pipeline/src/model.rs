@@ -11,15 +11,20 @@ use crate::diag::{SourceFile, Span};
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spanned<T> {
+    /// What was written.
     pub value: T,
+    /// Where: the value itself (a key's span when the value was left empty).
     pub span: Span,
 }
 
 /// A parsed pipeline file.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
+    /// The file it was read from (diagnostics of later stages point into it).
     pub file: Arc<SourceFile>,
+    /// `name:` (empty, spanned at the first key, when missing).
     pub name: Spanned<String>,
+    /// `on:`.
     pub on: Triggers,
     /// Pipeline-wide env, in file order. Values are templates (numbers and booleans as text).
     pub env: Vec<(Spanned<String>, Spanned<Template>)>,
@@ -30,7 +35,9 @@ pub struct Pipeline {
 /// `on:`: which events start the pipeline. Absent means manual runs only.
 #[derive(Debug, Clone, Default)]
 pub struct Triggers {
+    /// `on.push` (`push:` with no value, or `on: push`, gives an empty filter).
     pub push: Option<EventFilter>,
+    /// `on.pull_request`; `branches` match the target branch.
     pub pull_request: Option<EventFilter>,
     /// `on: { manual: {} }`, or implied by an empty `on:`.
     pub manual: bool,
@@ -39,29 +46,42 @@ pub struct Triggers {
 /// Glob filters of one event kind; empty lists match everything.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
+    /// `branches:` globs.
     pub branches: Vec<Spanned<String>>,
+    /// `tags:` globs.
     pub tags: Vec<Spanned<String>>,
+    /// `paths:` globs: run if a changed file matches one.
     pub paths: Vec<Spanned<String>>,
+    /// `paths-ignore:` globs: skip if every changed file matches one.
     pub paths_ignore: Vec<Spanned<String>>,
 }
 
 /// One entry of `steps:`.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// `id:`, unique in the pipeline.
     pub id: Spanned<String>,
+    /// `uses:`.
     pub uses: Spanned<PluginRef>,
     /// `with:` as JSON (strings may hold `${{ }}` templates) and where each part was written.
     pub with: Config,
+    /// `needs:`, as written (a bare string is a list of one).
     pub needs: Vec<Spanned<String>>,
     /// `if:`, written with or without `${{ }}`.
     pub condition: Option<Spanned<Expr>>,
+    /// `matrix:`.
     pub matrix: Option<Matrix>,
+    /// `env:` of the step, in file order, added to the pipeline's.
     pub env: Vec<(Spanned<String>, Spanned<Template>)>,
     /// Names of the secrets the step may read (`${{ secrets.NAME }}`).
     pub secrets: Vec<Spanned<String>>,
+    /// `timeout:` (always more than zero).
     pub timeout: Option<Spanned<Duration>>,
+    /// `retry:`, with defaults filled in.
     pub retry: Option<Spanned<Retry>>,
+    /// `continue-on-error: true`.
     pub continue_on_error: bool,
+    /// `allow:`.
     pub allow: Allow,
     /// The whole step mapping.
     pub span: Span,
@@ -92,13 +112,20 @@ pub struct Config {
 /// list when the step becomes ready (dynamic fan-out over an upstream step's outputs).
 #[derive(Debug, Clone)]
 pub struct Matrix {
+    /// Axis name and values, in file order (at least one axis unless there were errors).
     pub axes: Vec<(Spanned<String>, Spanned<Axis>)>,
+    /// The whole `matrix:` mapping.
     pub span: Span,
 }
 
+/// The values of one matrix axis.
 #[derive(Debug, Clone)]
 pub enum Axis {
+    /// Literal strings, numbers or booleans (never templates), at least one.
     Values(Vec<serde_json::Value>),
+    /// Exactly one `${{ }}` expression (no text around it) that must yield a list when the
+    /// step becomes ready. It may read `steps` (needs), `env`, `event`, `git`, `run`, listed
+    /// `secrets`, but not `matrix`.
     Dynamic(Template),
 }
 
@@ -107,8 +134,11 @@ pub enum Axis {
 /// to `max-backoff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
+    /// 1 to 10.
     pub attempts: u32,
+    /// The first delay (default 1s; may be zero).
     pub backoff: Duration,
+    /// The longest delay (default 5m, or `backoff` if that is longer); never below `backoff`.
     pub max_backoff: Duration,
 }
 
@@ -119,4 +149,51 @@ pub struct Allow {
     pub workspace_write: Option<Span>,
     /// `net: ["host:port", ...]`.
     pub net: Vec<Spanned<String>>,
+}
+
+impl Pipeline {
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id.value == id)
+    }
+}
+
+impl Config {
+    /// Where the value at a JSON Pointer was written, or its nearest written ancestor (a
+    /// plugin may complain about `/tags/3` of a list that a template filled in).
+    pub fn span_at(&self, pointer: &str) -> Option<Span> {
+        let mut p = pointer;
+        loop {
+            if let Some(span) = self.spans.get(p) {
+                return Some(*span);
+            }
+            let cut = p.rfind('/')?;
+            p = p.get(..cut)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_at_falls_back_to_the_nearest_written_ancestor() {
+        let span = |line| Span {
+            line,
+            ..Span::default()
+        };
+        let config = Config {
+            value: serde_json::json!({ "tags": ["a"] }),
+            spans: BTreeMap::from([
+                (String::new(), span(1)),
+                ("/tags".to_owned(), span(2)),
+                ("/tags/0".to_owned(), span(3)),
+            ]),
+        };
+        assert_eq!(config.span_at("/tags/0").map(|s| s.line), Some(3));
+        assert_eq!(config.span_at("/tags/5").map(|s| s.line), Some(2));
+        assert_eq!(config.span_at("/other/x").map(|s| s.line), Some(1));
+        assert_eq!(Config::default().span_at("/x"), None);
+    }
 }

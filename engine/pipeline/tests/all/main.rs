@@ -1,0 +1,5 @@
+//! Integration tests of `kiln-pipeline`, in one binary.
+
+mod golden;
+mod model;
+mod robustness;
