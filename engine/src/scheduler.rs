@@ -513,8 +513,7 @@ impl<E: Executor> Scheduler<E> {
             if let Some(results) = self.outputs.get(&read) {
                 if upstream.matrix.is_some() {
                     // A matrix step's outputs are lists, one value per instance in order.
-                    let mut sorted: Vec<&(usize, Outputs)> =
-                        results.iter().collect();
+                    let mut sorted: Vec<&(usize, Outputs)> = results.iter().collect();
                     sorted.sort_by_key(|(n, _)| *n);
                     let mut names: BTreeSet<&String> = BTreeSet::new();
                     for (_, o) in &sorted {
@@ -828,3 +827,6 @@ fn truncate(s: &str, max: usize) -> String {
         format!("{}…", s.chars().take(max).collect::<String>())
     }
 }
+
+#[cfg(test)]
+mod tests;
