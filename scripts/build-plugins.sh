@@ -18,9 +18,10 @@ if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/wasm32-wasi ]; then
   echo "hint: run \`rustup target add wasm32-wasip2\`, or on Debian \`scripts/install-deps.sh\`" >&2
   exit 1
 fi
-wasm_ld=$(ls /usr/bin/wasm-ld-* 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -z "$wasm_ld" ]; then
-  echo "error: no wasm-ld found in /usr/bin; hint: run \`scripts/install-deps.sh\` (package lld-NN)" >&2
+llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+wasm_ld=/usr/bin/wasm-ld-$llvm_major
+if [ ! -x "$wasm_ld" ]; then
+  echo "error: no $wasm_ld (LLVM $llvm_major, as rustc-web); hint: run \`scripts/install-deps.sh\`" >&2
   exit 1
 fi
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1

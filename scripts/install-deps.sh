@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what building and testing Kiln needs on a Debian 12 machine (run as root or with sudo).
+# Idempotent: does nothing when everything is present.
+#
+# - The wasm32-wasip2 toolchain for plugins. With rustup's target installed nothing is needed;
+#   otherwise Debian's rustc-web (a Rust with its std source, so cargo can build the wasm32 std),
+#   wasi-libc, and the lld whose major version matches rustc-web's LLVM.
+set -euo pipefail
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "${KILN_APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq
+    export KILN_APT_UPDATED=1
+  fi
+  $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "wasm32-wasip2: rustup target present"
+else
+  if ! dpkg -s rustc-web cargo-web rust-web-llvm rust-web-src wasi-libc >/dev/null 2>&1; then
+    echo "installing Debian's rustc-web toolchain for wasm32-wasip2 plugins"
+    apt_install rustc-web cargo-web rust-web-llvm rust-web-src wasi-libc
+  fi
+  llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+  if ! ls /usr/bin/wasm-ld-"$llvm_major" >/dev/null 2>&1; then
+    echo "installing lld-$llvm_major (wasm-ld matching rustc-web's LLVM $llvm_major)"
+    apt_install "lld-$llvm_major"
+  fi
+fi
