@@ -1,13 +1,27 @@
 //! Kiln's plugin host: runs WASI component step plugins in wasmtime.
 //!
-//! SKELETON: the public API below is the contract the engine codes against; the
-//! implementation is being written.
-//!
 //! One [`PluginHost`] per process owns the wasmtime `Engine` (pooling allocator, epoch
 //! interruption), the linker, and the on-disk cache of compiled components. [`PluginHost::load`]
 //! turns component bytes into a [`Plugin`] (compiled once per content digest, `InstancePre`
 //! kept, `describe` called once). [`Plugin::run`] runs one step in a fresh store scoped to that
 //! step's [`Grants`]. Dropping the future returned by `run` cancels the step.
+//!
+//! # What a step can reach
+//! - the workspace, preopened at [`GUEST_WORKSPACE`], read-only unless
+//!   [`Grants::workspace_write`]; nothing else of the filesystem;
+//! - exactly the env vars of [`Invocation::env`], no arguments, no stdin;
+//! - no network unless [`Grants::net`] lists `host:port` entries: then TCP connections to the
+//!   addresses those resolve to when the step starts, on those ports only (no UDP, no listening);
+//! - its log (the `log` import, stdout and stderr, line by line) and its outputs.
+//!
+//! # Limits
+//! - memory: [`Invocation::memory_limit`], capped by [`HostConfig::memory_limit`] (the pool's
+//!   slots are sized to it); growing past it ends the step with [`StepFailure::OutOfMemory`];
+//! - time: [`Invocation::timeout`], enforced every [`EPOCH_TICK`] while wasm runs and by a timer
+//!   while the guest waits on the host; the step ends with [`StepFailure::TimedOut`];
+//! - log: [`MAX_LINE_BYTES`] per line, [`MAX_LOG_BYTES`] per step; outputs: [`MAX_OUTPUTS_BYTES`];
+//! - instances: at most [`HostConfig::max_instances`] stores exist at once; further steps wait
+//!   for a free slot before their timeout starts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +29,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+
+mod bindings;
+mod cache;
+mod engine;
+mod host;
+mod log;
+mod net;
+mod outputs;
+mod plugin;
+mod state;
+
+pub use engine::EPOCH_TICK;
+pub use log::{MAX_LINE_BYTES, MAX_LOG_BYTES};
+pub use outputs::MAX_OUTPUTS_BYTES;
+
+/// Where the workspace appears inside the plugin.
+pub const GUEST_WORKSPACE: &str = "/workspace";
 
 /// Errors of the host itself (as opposed to a step's failure).
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +125,29 @@ pub struct Plugin {
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
     pub info: PluginInfo,
+    /// How its compiled form was obtained when it was first loaded in this host.
+    pub loaded_from: LoadedFrom,
+    pub(crate) prepared: Arc<plugin::Prepared>,
+}
+
+/// How a plugin's compiled form was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadedFrom {
+    /// Compiled from the component bytes (and written to the disk cache, if any).
+    Compiled,
+    /// Read from the disk cache of compiled components.
+    DiskCache,
+}
+
+/// Counters of a host's loads, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Components compiled by Cranelift.
+    pub compiled: u64,
+    /// Components read from the disk cache.
+    pub disk_cache_hits: u64,
+    /// Loads answered from memory (same bytes loaded before).
+    pub memory_cache_hits: u64,
 }
 
 /// The privileges one step grants its plugin.
@@ -177,7 +231,7 @@ impl StepFailure {
 }
 
 fn humanize(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
@@ -192,37 +246,8 @@ pub struct StepOutcome {
     pub result: Result<(), StepFailure>,
 }
 
-/// The process-wide plugin host.
+/// The process-wide plugin host. `Send + Sync`; share it behind an `Arc`.
 pub struct PluginHost {
-    _config: HostConfig,
-}
-
-impl PluginHost {
-    pub fn new(config: HostConfig) -> Result<Self, HostError> {
-        Ok(PluginHost { _config: config })
-    }
-
-    /// Load a component: compile it (or read the compiled form from the disk cache), prepare
-    /// its instantiation, and call `describe`.
-    pub async fn load(&self, origin: &str, bytes: &[u8]) -> Result<Arc<Plugin>, HostError> {
-        let _ = bytes;
-        Err(HostError::Setup(format!("not implemented yet: {origin}")))
-    }
-}
-
-impl Plugin {
-    /// Ask the plugin to check a config (unresolved `${{ }}` left as strings).
-    pub async fn validate(&self, config: &Value) -> Result<Vec<ConfigProblem>, HostError> {
-        let _ = config;
-        Ok(Vec::new())
-    }
-
-    /// Run one step in a fresh instance. Never panics on anything the plugin does.
-    pub async fn run(&self, invocation: Invocation) -> StepOutcome {
-        let _ = invocation;
-        StepOutcome {
-            outputs: BTreeMap::new(),
-            result: Err(StepFailure::Host("not implemented".into())),
-        }
-    }
+    shared: Arc<host::Shared>,
+    loaded: std::sync::Mutex<host::LoadedMap>,
 }
