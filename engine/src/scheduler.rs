@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_expr::{Scope, Status, eval_json, to_display_string, truthy};
-use kiln_host::{Grants, Invocation, LogSink, LogStream, Plugin, StepFailure, StepOutcome};
+use kiln_host::{
+    GUEST_WORKSPACE, Grants, Invocation, LogSink, LogStream, Plugin, StepFailure, StepOutcome,
+};
 use kiln_pipeline::{Axis, Step};
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
@@ -36,8 +38,6 @@ use crate::run::{Event, Run, RunState, StepRun, StepState, now_rfc3339};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// Most units a dynamic matrix may expand to.
 pub const MAX_DYNAMIC_INSTANCES: usize = 256;
-/// Guest path of the workspace.
-pub const GUEST_WORKSPACE: &str = "/workspace";
 
 /// Runs one step invocation on plugin `plugin` (an index into `Plan::plugins`).
 pub trait Executor: Send + Sync + 'static {

@@ -18,7 +18,11 @@ pub fn plugin_dir() -> PathBuf {
 /// Path of a built test plugin, e.g. `hostile`; fails with what to do if it is not built.
 pub fn plugin(name: &str) -> PathBuf {
     let path = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(path.is_file(), "{} is missing: run scripts/build-plugins.sh", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-plugins.sh",
+        path.display()
+    );
     path
 }
 
@@ -39,8 +43,13 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// Run and parse `--json` output.
 pub fn run_json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
 }
 
 /// The record of step `id` in a `--json` run.

@@ -14,13 +14,27 @@ fn plugin_level_diagnostics_match_their_golden_files() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 8, "expected the ui cases in {}", dir.display());
+    assert!(
+        cases.len() >= 8,
+        "expected the ui cases in {}",
+        dir.display()
+    );
     let bless = std::env::var_os("KILN_BLESS").is_some();
     let mut failures = Vec::new();
     for case in cases {
         let rel = case.strip_prefix(repo()).unwrap().to_path_buf();
-        let out = kiln(home.path()).arg("validate").arg(&rel).output().unwrap();
-        assert_eq!(out.status.code(), Some(1), "{} should be invalid:\n{}", rel.display(), text(&out.stdout));
+        let out = kiln(home.path())
+            .arg("validate")
+            .arg(&rel)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{} should be invalid:\n{}",
+            rel.display(),
+            text(&out.stdout)
+        );
         let actual = text(&out.stdout);
         let golden = case.with_extension("err");
         if bless {
@@ -32,5 +46,9 @@ fn plugin_level_diagnostics_match_their_golden_files() {
             failures.push(format!("--- {}\n{actual}", golden.display()));
         }
     }
-    assert!(failures.is_empty(), "output differs from golden files (KILN_BLESS=1 to rewrite):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "output differs from golden files (KILN_BLESS=1 to rewrite):\n{}",
+        failures.join("\n")
+    );
 }

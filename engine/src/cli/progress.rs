@@ -201,7 +201,9 @@ impl Progress {
 }
 
 fn ms(ms: u64) -> String {
-    if ms < 1000 {
+    if ms == 0 {
+        "<1ms".to_owned()
+    } else if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
         format!("{:.2}s", ms as f64 / 1000.0)

@@ -70,7 +70,7 @@ impl PluginLoader {
                 })?;
                 self.host.load(path, &bytes).await.map_err(|e| LoadError {
                     code: "K202",
-                    message: e.to_string(),
+                    message: one_line(&e.to_string()),
                     hint: Some("build it as a WASI 0.2 component for the `kiln:plugin/step` world (see the plugin guide in README.md)".into()),
                 })
             }
@@ -313,18 +313,29 @@ fn check_outputs_read(
                         "step `{id}` (plugin `{}`) has no output `{name}`",
                         info.name
                     ),
-                    Some(format!(
-                        "it sets: {}",
-                        info.outputs
-                            .iter()
-                            .map(|o| format!("`{o}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
+                    Some(outputs_hint(name, &info.outputs)),
                 ));
             }
         }
     }
+}
+
+fn outputs_hint(name: &str, outputs: &[String]) -> String {
+    let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let list = names
+        .iter()
+        .map(|o| format!("`{o}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match closest(name, &names) {
+        Some(c) => format!("did you mean `{c}`? it sets: {list}"),
+        None => format!("it sets: {list}"),
+    }
+}
+
+/// Error chains from wasmtime can span lines; diagnostics are one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The span of the value at a JSON Pointer in `with:`, or of its nearest written ancestor.

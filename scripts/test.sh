@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: install what is missing, build the plugins once, check formatting and
+# lints, and run every test (host crates in release: wasmtime compiles plugins much faster).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh
+step "plugins (wasm32-wasip2)"
+scripts/build-plugins.sh
+step "format"
+cargo fmt --all -- --check
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "tests"
+cargo test --workspace --release --locked
