@@ -143,10 +143,7 @@ pub(crate) fn is_sha256_digest(s: &str) -> bool {
 }
 
 /// The candidate closest to `word`, if it is close enough to be what the user meant.
-pub(crate) fn suggest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let normalize = |s: &str| s.to_ascii_lowercase().replace('_', "-");
     let w = normalize(word);
     let limit = match w.chars().count() {

@@ -28,5 +28,6 @@ pub mod schema;
 mod yaml;
 
 pub use diag::{Diagnostic, Severity, SourceFile, Span, has_errors, render, to_json};
+pub use keys::suggest;
 pub use model::*;
 pub use parse::{DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, parse};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use kiln_host::PluginInfo;
 use kiln_pipeline::{Axis, Pipeline};
 use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
 use serde_json::Value;
 
 pub use refs::step_references;
@@ -72,12 +73,7 @@ impl Plan {
     ) -> Plan {
         let mut graph = DiGraph::new();
         let mut nodes_of_step: Vec<Vec<NodeIndex>> = Vec::with_capacity(pipeline.steps.len());
-        let index_of: BTreeMap<&str, usize> = pipeline
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.value.as_str(), i))
-            .collect();
+        let index_of = step_indices(&pipeline);
         for (i, step) in pipeline.steps.iter().enumerate() {
             let reads = refs::steps_read(step, &index_of);
             let plugin = plugin_of_step.get(i).copied().unwrap_or_default();
@@ -149,30 +145,36 @@ impl Plan {
         names
     }
 
+    /// Name of the plugin a node runs.
+    pub fn plugin_name(&self, node: &Node) -> &str {
+        self.plugins
+            .get(node.plugin)
+            .map_or("?", |p| p.info.name.as_str())
+    }
+
     /// The DAG as a Mermaid flowchart.
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart TD\n");
         for idx in self.graph.node_indices() {
             let node = &self.graph[idx];
-            let plugin = self
-                .plugins
-                .get(node.plugin)
-                .map(|p| p.info.name.as_str())
-                .unwrap_or("?");
-            let label = match node.instance {
-                Instance::Dynamic => format!("{} [matrix]<br/>{plugin}", node.id),
-                _ => format!("{}<br/>{plugin}", node.id),
+            let matrix = if node.instance == Instance::Dynamic {
+                " [matrix]"
+            } else {
+                ""
             };
+            let label = format!("{}{matrix}<br/>{}", node.id, self.plugin_name(node));
             out.push_str(&format!(
                 "    n{}[\"{}\"]\n",
                 idx.index(),
                 label.replace('"', "#quot;")
             ));
         }
-        for e in self.graph.edge_indices() {
-            if let Some((a, b)) = self.graph.edge_endpoints(e) {
-                out.push_str(&format!("    n{} --> n{}\n", a.index(), b.index()));
-            }
+        for e in self.graph.edge_references() {
+            out.push_str(&format!(
+                "    n{} --> n{}\n",
+                e.source().index(),
+                e.target().index()
+            ));
         }
         out
     }
@@ -185,30 +187,34 @@ impl Plan {
         );
         for idx in self.graph.node_indices() {
             let node = &self.graph[idx];
-            let plugin = self
-                .plugins
-                .get(node.plugin)
-                .map(|p| p.info.name.as_str())
-                .unwrap_or("?");
             let style = if node.instance == Instance::Dynamic {
                 ", style=dashed"
             } else {
                 ""
             };
-            out.push_str(&format!(
-                "    n{} [label={:?}{style}];\n",
-                idx.index(),
-                format!("{}\n{plugin}", node.id)
-            ));
+            let label = format!("{}\n{}", node.id, self.plugin_name(node));
+            out.push_str(&format!("    n{} [label={label:?}{style}];\n", idx.index()));
         }
-        for e in self.graph.edge_indices() {
-            if let Some((a, b)) = self.graph.edge_endpoints(e) {
-                out.push_str(&format!("    n{} -> n{};\n", a.index(), b.index()));
-            }
+        for e in self.graph.edge_references() {
+            out.push_str(&format!(
+                "    n{} -> n{};\n",
+                e.source().index(),
+                e.target().index()
+            ));
         }
         out.push_str("}\n");
         out
     }
+}
+
+/// Step id -> index in `pipeline.steps`.
+pub fn step_indices(pipeline: &Pipeline) -> BTreeMap<&str, usize> {
+    pipeline
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.value.as_str(), i))
+        .collect()
 }
 
 /// Every combination of the axes' values, first axis outermost.

@@ -1,14 +1,14 @@
 //! Load each step's plugin and check the step against it: capabilities granted, config
 //! accepted by the plugin's `validate`, outputs read from upstream steps declared.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use kiln_host::{Capability, Plugin, PluginHost};
 use kiln_pipeline::{Axis, Diagnostic, Pipeline, PluginRef, Severity, Span, Step};
 
-use super::{MAX_MATRIX_INSTANCES, Plan, PlanPlugin, step_references};
+use super::{MAX_MATRIX_INSTANCES, Plan, PlanPlugin, step_indices, step_references};
 use crate::builtins;
 
 /// Loads plugins named by `uses:`: built-ins from the binary, components from files.
@@ -40,7 +40,7 @@ impl PluginLoader {
             PluginRef::Builtin(name) => {
                 let Some(bytes) = builtins::get(name) else {
                     let known: Vec<&str> = builtins::names().collect();
-                    let hint = match closest(name, &known) {
+                    let hint = match kiln_pipeline::suggest(name, known.iter().copied()) {
                         Some(c) => format!("did you mean `{c}`? built-ins: {}", known.join(", ")),
                         None => format!(
                             "built-ins: {}; or name a `.wasm` component by path",
@@ -283,12 +283,7 @@ fn check_outputs_read(
     plugin_of_step: &[Option<usize>],
     diags: &mut Vec<Diagnostic>,
 ) {
-    let index_of: BTreeMap<&str, usize> = pipeline
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.value.as_str(), i))
-        .collect();
+    let index_of = step_indices(pipeline);
     for step in &pipeline.steps {
         for (reference, span) in step_references(step) {
             let [root, id, outputs, name, ..] = reference.path.as_slice() else {
@@ -327,7 +322,7 @@ fn outputs_hint(name: &str, outputs: &[String]) -> String {
         .map(|o| format!("`{o}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    match closest(name, &names) {
+    match kiln_pipeline::suggest(name, names.iter().copied()) {
         Some(c) => format!("did you mean `{c}`? it sets: {list}"),
         None => format!("it sets: {list}"),
     }
@@ -350,29 +345,4 @@ fn span_of_pointer(step: &Step, pointer: &str) -> Span {
             None => return step.uses.span,
         }
     }
-}
-
-/// The candidate closest to `word` by edit distance, if close enough to be a typo.
-pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (levenshtein(word, c), *c))
-        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
-        .min()
-        .map(|(_, c)| c)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
