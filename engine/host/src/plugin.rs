@@ -327,10 +327,17 @@ fn failure<T>(
     else {
         return StepFailure::Host("the plugin returned in an unexpected state".into());
     };
-    let stderr = if stderr_tail.is_empty() {
+    // The last lines of stderr usually say why (a panic message, for example). Rust's hint
+    // about backtraces is noise here.
+    let tail: Vec<&str> = stderr_tail
+        .iter()
+        .map(String::as_str)
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let stderr = if tail.is_empty() {
         String::new()
     } else {
-        format!(" (stderr: {})", stderr_tail.join(" / "))
+        format!(" (stderr: {})", tail.join(" / "))
     };
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return StepFailure::Failed(format!(
@@ -339,6 +346,8 @@ fn failure<T>(
         ));
     }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        let trap = trap.to_string();
+        let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
         return StepFailure::Trapped(format!("{trap}{stderr}"));
     }
     if instantiating {
