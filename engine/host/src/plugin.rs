@@ -395,10 +395,13 @@ impl Plugin {
         self.prepared.validate(&self.origin, config).await
     }
 
-    /// Run one step in a fresh instance. Never panics on anything the plugin does.
+    /// Run one step in a fresh instance. Never panics on anything the plugin does. Must be
+    /// polled inside a tokio runtime (any flavour); the future is `Send`.
     ///
-    /// Dropping the returned future cancels the step at once: the guest stops at its next
-    /// epoch tick or host call, its instance slot is freed, and nothing more reaches the log.
+    /// The timeout starts once an instance slot is free. Dropping the returned future cancels
+    /// the step at once: the guest stops at its next epoch tick or host call, its instance slot
+    /// is freed, nothing more reaches the log, and no [`StepOutcome`] is produced (files it
+    /// already wrote to the workspace stay).
     pub async fn run(&self, invocation: Invocation) -> StepOutcome {
         let span = tracing::info_span!(
             "step",
@@ -418,5 +421,50 @@ impl Plugin {
             loaded_from: self.loaded_from,
             prepared: self.prepared.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(schema: &str, outputs: &[&str]) -> bindings::PluginInfo {
+        bindings::PluginInfo {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            description: "d".into(),
+            config_schema: schema.into(),
+            outputs: outputs.iter().map(|o| (*o).to_owned()).collect(),
+            capabilities: vec![
+                bindings::Capability::Network,
+                bindings::Capability::WorkspaceWrite,
+                bindings::Capability::Network,
+            ],
+        }
+    }
+
+    #[test]
+    fn a_description_is_converted_with_sorted_unique_capabilities() {
+        let converted = info_from(info(r#"{"type":"object"}"#, &["out"])).expect("valid");
+        assert_eq!(
+            converted.capabilities,
+            [Capability::WorkspaceWrite, Capability::Network]
+        );
+        assert_eq!(
+            converted.config_schema,
+            serde_json::json!({ "type": "object" })
+        );
+    }
+
+    #[test]
+    fn a_schema_that_is_not_json_is_refused() {
+        let err = info_from(info("{type: object", &[])).expect_err("invalid");
+        assert!(err.contains("config schema is not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn an_unusable_declared_output_name_is_refused() {
+        let err = info_from(info("{}", &["has space"])).expect_err("invalid");
+        assert!(err.contains("`has space`"), "{err}");
     }
 }

@@ -343,6 +343,32 @@ async fn a_spinning_plugin_times_out_at_its_deadline() {
 }
 
 #[tokio::test]
+async fn a_plugin_waiting_on_the_host_times_out_too() {
+    // Fill the accept queue of a listener: a further connect then hangs in the kernel, so the
+    // plugin waits inside a host call, where epoch deadlines are not checked.
+    let (listener, addr) = listener();
+    let socket_addr = listener.local_addr().expect("address");
+    let mut held = Vec::new();
+    while let Ok(stream) =
+        std::net::TcpStream::connect_timeout(&socket_addr, Duration::from_millis(200))
+    {
+        held.push(stream);
+        assert!(held.len() < 5000, "the accept queue never filled");
+    }
+    let host = host();
+    let hostile = load(&host, "hostile").await;
+    let mut s = step(json!({ "behaviour": "socket", "addr": addr }));
+    s.invocation.grants.net = vec![addr.clone()];
+    let limit = Duration::from_millis(300);
+    s.invocation.timeout = Some(limit);
+    let started = Instant::now();
+    let outcome = hostile.run(s.invocation).await;
+    let took = started.elapsed();
+    assert_eq!(failure(&outcome), &StepFailure::TimedOut(limit));
+    assert!(took < limit + Duration::from_millis(700), "took {took:?}");
+}
+
+#[tokio::test]
 async fn a_plugin_allocating_without_end_runs_out_of_memory() {
     let host = host();
     let hostile = load(&host, "hostile").await;
