@@ -30,6 +30,11 @@ const SANDBOX_MEMORY: u64 = 128 << 20;
 /// is dropped by the timer instead.
 const DEADLINE_GRACE: Duration = Duration::from_millis(50);
 
+/// Longest message taken from a plugin (an error, a config problem); the rest is cut.
+const MAX_MESSAGE_BYTES: usize = 16 << 10;
+/// Most config problems taken from one `validate` call.
+const MAX_PROBLEMS: usize = 100;
+
 /// A compiled plugin ready to instantiate.
 pub(crate) struct Prepared {
     shared: Arc<Shared>,
@@ -153,9 +158,10 @@ impl Prepared {
             CallEnd::Returned(Ok(())) => Ok(Vec::new()),
             CallEnd::Returned(Err(problems)) => Ok(problems
                 .into_iter()
+                .take(MAX_PROBLEMS)
                 .map(|p| ConfigProblem {
-                    pointer: p.pointer,
-                    message: p.message,
+                    pointer: bounded(p.pointer),
+                    message: bounded(p.message),
                 })
                 .collect()),
             end => Err(failed(
@@ -252,9 +258,11 @@ impl Prepared {
                 match state.outputs.violation() {
                     Some(violation) => Err(StepFailure::Protocol(violation)),
                     None => guest.map_err(|e| match e {
-                        bindings::StepError::InvalidConfig(m) => StepFailure::InvalidConfig(m),
-                        bindings::StepError::Denied(m) => StepFailure::Denied(m),
-                        bindings::StepError::Failed(m) => StepFailure::Failed(m),
+                        bindings::StepError::InvalidConfig(m) => {
+                            StepFailure::InvalidConfig(bounded(m))
+                        }
+                        bindings::StepError::Denied(m) => StepFailure::Denied(bounded(m)),
+                        bindings::StepError::Failed(m) => StepFailure::Failed(bounded(m)),
                     }),
                 }
             }
@@ -356,6 +364,19 @@ fn failure<T>(
     StepFailure::Trapped(format!("{error:#}{stderr}"))
 }
 
+/// A plugin-provided message cut to [`MAX_MESSAGE_BYTES`], so that it fits a log or a store row.
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str("… [truncated]");
+    }
+    message
+}
+
 /// Check a plugin's description and convert it.
 fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
     let config_schema: Value = serde_json::from_str(&info.config_schema)
@@ -454,6 +475,15 @@ mod tests {
             converted.config_schema,
             serde_json::json!({ "type": "object" })
         );
+    }
+
+    #[test]
+    fn long_plugin_messages_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = bounded(long);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES + "… [truncated]".len());
+        assert!(cut.ends_with("… [truncated]"));
+        assert_eq!(bounded("short".into()), "short");
     }
 
     #[test]
