@@ -410,6 +410,17 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
     })
 }
 
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("origin", &self.origin)
+            .field("digest", &self.digest)
+            .field("info", &self.info)
+            .field("loaded_from", &self.loaded_from)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Plugin {
     /// Ask the plugin to check a config (unresolved `${{ }}` left as strings).
     pub async fn validate(&self, config: &Value) -> Result<Vec<ConfigProblem>, HostError> {
