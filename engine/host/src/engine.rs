@@ -21,6 +21,9 @@ const MEMORIES_PER_COMPONENT: u32 = 2;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 /// Tables of one component, on average over the pool (the shims of the canonical ABI have some).
 const TABLES_PER_COMPONENT: u32 = 16;
+/// Elements of one table: function references. Large runtimes (SpiderMonkey, CPython) have
+/// tens of thousands; wasmtime's default of 20 000 is too tight for them.
+const TABLE_ELEMENTS: usize = 100_000;
 /// Guard region after each linear memory. Memories are reserved at their cap rather than the
 /// usual 4 GiB, so bounds checks stay in the code; the guard lets small offsets skip them.
 const MEMORY_GUARD: u64 = 32 << 20;
@@ -53,6 +56,7 @@ pub(crate) fn build(config: &HostConfig) -> Result<Engine, HostError> {
         .total_memories(n.saturating_mul(MEMORIES_PER_COMPONENT))
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .total_tables(n.saturating_mul(TABLES_PER_COMPONENT))
+        .table_elements(TABLE_ELEMENTS)
         .total_stacks(n)
         .max_memory_size(memory_slot);
 

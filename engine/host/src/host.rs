@@ -129,6 +129,7 @@ impl PluginHost {
             origin: origin.to_owned(),
             reason,
         };
+        check_header(bytes).map_err(invalid)?;
         let shared = self.shared.clone();
         let owned = bytes.to_vec();
         let (component, loaded_from) =
@@ -203,5 +204,38 @@ impl Shared {
             }
         }
         Ok((component, LoadedFrom::Compiled))
+    }
+}
+
+/// Tell the usual wrong inputs apart before the parser does, with a hint at the fix.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) {
+        return Err(
+            "it is not WebAssembly (no `\\0asm` header); a plugin is a WASI 0.2 component, \
+             for example built with `cargo build --target wasm32-wasip2`"
+                .into(),
+        );
+    }
+    if bytes.get(4..8) == Some(CORE_MODULE) {
+        return Err(
+            "it is a core WebAssembly module, not a component; build it for `wasm32-wasip2` \
+             or wrap it with `wasm-tools component new`"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_header;
+
+    #[test]
+    fn headers_of_non_components_are_explained() {
+        assert!(check_header(b"hello").is_err_and(|e| e.contains("not WebAssembly")));
+        assert!(check_header(b"\0asm\x01\0\0\0").is_err_and(|e| e.contains("core WebAssembly")));
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
     }
 }

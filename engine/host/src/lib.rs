@@ -65,9 +65,11 @@ pub enum HostError {
 pub struct HostConfig {
     /// Where compiled components are cached (`None`: no disk cache).
     pub cache_dir: Option<PathBuf>,
-    /// How many plugin instances may be alive at once (sizes the pooling allocator).
+    /// How many plugin instances may be alive at once (sizes the pooling allocator). Steps,
+    /// `validate` and `describe` calls beyond it wait for a free slot.
     pub max_instances: u32,
-    /// Default linear-memory cap of one step, in bytes.
+    /// Default linear-memory cap of one step, in bytes, and the most any step may get (the
+    /// pool's memory slots are this size). Between 1 MiB and 4 GiB.
     pub memory_limit: u64,
 }
 
@@ -172,6 +174,9 @@ pub enum LogStream {
 }
 
 /// Receives the step's log lines as they happen (one call per line, without the newline).
+///
+/// Called on the step's task while the plugin waits: it must not block (hand the line to a
+/// channel or buffer). Lines are lossily decoded as UTF-8.
 pub trait LogSink: Send + Sync {
     fn line(&self, stream: LogStream, text: &str);
 }
@@ -191,7 +196,7 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     /// Wall-clock limit of the call; `None` for no limit.
     pub timeout: Option<Duration>,
-    /// Linear-memory cap; `None` for the host default.
+    /// Linear-memory cap; `None` for the host default. Capped at [`HostConfig::memory_limit`].
     pub memory_limit: Option<u64>,
     pub log: Arc<dyn LogSink>,
 }

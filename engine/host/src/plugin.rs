@@ -30,6 +30,11 @@ const SANDBOX_MEMORY: u64 = 128 << 20;
 /// is dropped by the timer instead.
 const DEADLINE_GRACE: Duration = Duration::from_millis(50);
 
+/// Longest message taken from a plugin (an error, a config problem); the rest is cut.
+const MAX_MESSAGE_BYTES: usize = 16 << 10;
+/// Most config problems taken from one `validate` call.
+const MAX_PROBLEMS: usize = 100;
+
 /// A compiled plugin ready to instantiate.
 pub(crate) struct Prepared {
     shared: Arc<Shared>,
@@ -153,9 +158,10 @@ impl Prepared {
             CallEnd::Returned(Ok(())) => Ok(Vec::new()),
             CallEnd::Returned(Err(problems)) => Ok(problems
                 .into_iter()
+                .take(MAX_PROBLEMS)
                 .map(|p| ConfigProblem {
-                    pointer: p.pointer,
-                    message: p.message,
+                    pointer: bounded(p.pointer),
+                    message: bounded(p.message),
                 })
                 .collect()),
             end => Err(failed(
@@ -252,9 +258,11 @@ impl Prepared {
                 match state.outputs.violation() {
                     Some(violation) => Err(StepFailure::Protocol(violation)),
                     None => guest.map_err(|e| match e {
-                        bindings::StepError::InvalidConfig(m) => StepFailure::InvalidConfig(m),
-                        bindings::StepError::Denied(m) => StepFailure::Denied(m),
-                        bindings::StepError::Failed(m) => StepFailure::Failed(m),
+                        bindings::StepError::InvalidConfig(m) => {
+                            StepFailure::InvalidConfig(bounded(m))
+                        }
+                        bindings::StepError::Denied(m) => StepFailure::Denied(bounded(m)),
+                        bindings::StepError::Failed(m) => StepFailure::Failed(bounded(m)),
                     }),
                 }
             }
@@ -327,10 +335,17 @@ fn failure<T>(
     else {
         return StepFailure::Host("the plugin returned in an unexpected state".into());
     };
-    let stderr = if stderr_tail.is_empty() {
+    // The last lines of stderr usually say why (a panic message, for example). Rust's hint
+    // about backtraces is noise here.
+    let tail: Vec<&str> = stderr_tail
+        .iter()
+        .map(String::as_str)
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let stderr = if tail.is_empty() {
         String::new()
     } else {
-        format!(" (stderr: {})", stderr_tail.join(" / "))
+        format!(" (stderr: {})", tail.join(" / "))
     };
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return StepFailure::Failed(format!(
@@ -339,12 +354,27 @@ fn failure<T>(
         ));
     }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        let trap = trap.to_string();
+        let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
         return StepFailure::Trapped(format!("{trap}{stderr}"));
     }
     if instantiating {
         return StepFailure::Host(format!("cannot instantiate the plugin: {error:#}"));
     }
     StepFailure::Trapped(format!("{error:#}{stderr}"))
+}
+
+/// A plugin-provided message cut to [`MAX_MESSAGE_BYTES`], so that it fits a log or a store row.
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str("… [truncated]");
+    }
+    message
 }
 
 /// Check a plugin's description and convert it.
@@ -380,16 +410,30 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
     })
 }
 
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("origin", &self.origin)
+            .field("digest", &self.digest)
+            .field("info", &self.info)
+            .field("loaded_from", &self.loaded_from)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Plugin {
     /// Ask the plugin to check a config (unresolved `${{ }}` left as strings).
     pub async fn validate(&self, config: &Value) -> Result<Vec<ConfigProblem>, HostError> {
         self.prepared.validate(&self.origin, config).await
     }
 
-    /// Run one step in a fresh instance. Never panics on anything the plugin does.
+    /// Run one step in a fresh instance. Never panics on anything the plugin does. Must be
+    /// polled inside a tokio runtime (any flavour); the future is `Send`.
     ///
-    /// Dropping the returned future cancels the step at once: the guest stops at its next
-    /// epoch tick or host call, its instance slot is freed, and nothing more reaches the log.
+    /// The timeout starts once an instance slot is free. Dropping the returned future cancels
+    /// the step at once: the guest stops at its next epoch tick or host call, its instance slot
+    /// is freed, nothing more reaches the log, and no [`StepOutcome`] is produced (files it
+    /// already wrote to the workspace stay).
     pub async fn run(&self, invocation: Invocation) -> StepOutcome {
         let span = tracing::info_span!(
             "step",
@@ -409,5 +453,59 @@ impl Plugin {
             loaded_from: self.loaded_from,
             prepared: self.prepared.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(schema: &str, outputs: &[&str]) -> bindings::PluginInfo {
+        bindings::PluginInfo {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            description: "d".into(),
+            config_schema: schema.into(),
+            outputs: outputs.iter().map(|o| (*o).to_owned()).collect(),
+            capabilities: vec![
+                bindings::Capability::Network,
+                bindings::Capability::WorkspaceWrite,
+                bindings::Capability::Network,
+            ],
+        }
+    }
+
+    #[test]
+    fn a_description_is_converted_with_sorted_unique_capabilities() {
+        let converted = info_from(info(r#"{"type":"object"}"#, &["out"])).expect("valid");
+        assert_eq!(
+            converted.capabilities,
+            [Capability::WorkspaceWrite, Capability::Network]
+        );
+        assert_eq!(
+            converted.config_schema,
+            serde_json::json!({ "type": "object" })
+        );
+    }
+
+    #[test]
+    fn long_plugin_messages_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = bounded(long);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES + "… [truncated]".len());
+        assert!(cut.ends_with("… [truncated]"));
+        assert_eq!(bounded("short".into()), "short");
+    }
+
+    #[test]
+    fn a_schema_that_is_not_json_is_refused() {
+        let err = info_from(info("{type: object", &[])).expect_err("invalid");
+        assert!(err.contains("config schema is not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn an_unusable_declared_output_name_is_refused() {
+        let err = info_from(info("{}", &["has space"])).expect_err("invalid");
+        assert!(err.contains("`has space`"), "{err}");
     }
 }

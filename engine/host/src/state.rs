@@ -75,7 +75,7 @@ pub(crate) fn on_epoch_tick(
     ))
 }
 
-/// Caps the linear memory of a store. Growing past the cap traps at once (a guest cannot
+/// Caps each linear memory of a store (a component usually has one). Growing past the cap traps at once (a guest cannot
 /// recover from it, which is what a memory limit should mean) and is recorded, so the failure
 /// reads "out of memory" rather than as an anonymous trap.
 pub(crate) struct StepLimiter {
@@ -87,8 +87,6 @@ pub(crate) struct StepLimiter {
 const MAX_INSTANCES: usize = 1000;
 const MAX_TABLES: usize = 1000;
 const MAX_MEMORIES: usize = 16;
-/// Elements of one table; tables hold function references, never user data.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 impl StepLimiter {
     fn new(memory_limit: u64) -> Self {
@@ -124,7 +122,8 @@ impl ResourceLimiter for StepLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
+        // The pool bounds tables (`maximum`); they hold function references, not user data.
+        Ok(maximum.is_none_or(|max| desired <= max))
     }
 
     fn instances(&self) -> usize {
