@@ -154,10 +154,9 @@ async fn write_file_without_workspace_write_fails_with_a_clear_message() {
     let s = step(json!({ "path": "hello.txt", "content": "hi" }));
     let outcome = plugin.run(s.invocation).await;
     match failure(&outcome) {
-        // The plugin reports what the read-only workspace refused (its parent directory, as
-        // Rust's `create_dir_all` stops at the first refusal).
+        // The plugin reports the file the read-only workspace refused.
         StepFailure::Denied(m) | StepFailure::Failed(m) => {
-            assert!(m.contains("/workspace"), "{m}");
+            assert!(m.contains("`hello.txt`"), "{m}");
             assert!(m.contains("not permitted"), "{m}");
         }
         other => panic!("unexpected failure: {other:?}"),

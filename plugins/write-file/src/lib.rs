@@ -54,7 +54,7 @@ impl Plugin for WriteFile {
     fn run(ctx: Context) -> Result<(), StepError> {
         let config: Config = ctx.config()?;
         let target = ctx.workspace_path(&config.path)?;
-        if let Some(parent) = target.parent() {
+        if let Some(parent) = target.parent().filter(|p| *p != ctx.workspace) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StepError::Failed(format!("cannot create `{}`: {e}", parent.display()))
             })?;
