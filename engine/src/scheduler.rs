@@ -213,6 +213,8 @@ impl<E: Executor> Scheduler<E> {
                 let Some((_, _, unit)) = self.queued.pop_first() else {
                     break;
                 };
+                let id = self.records[self.units[unit].record].1.id.clone();
+                let _ = self.events.send(Event::StepStarted { id, attempt: 1 });
                 let fut = self.start_unit(unit);
                 let handle = running.spawn(fut);
                 task_unit.insert(handle.id(), unit);
@@ -732,10 +734,13 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
 
     for attempt in 1..=attempts {
         record.attempts = attempt;
-        let _ = events.send(Event::StepStarted {
-            id: record.id.clone(),
-            attempt,
-        });
+        if attempt > 1 {
+            // The first start is announced by the scheduler, in start order.
+            let _ = events.send(Event::StepStarted {
+                id: record.id.clone(),
+                attempt,
+            });
+        }
         let invocation = Invocation {
             run_id: options.run_id.clone(),
             step_id: record.id.clone(),
