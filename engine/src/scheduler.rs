@@ -209,6 +209,7 @@ impl<E: Executor> Scheduler<E> {
         let jobs = self.options.jobs.max(1);
         loop {
             self.process_ready();
+            self.drop_queued_after_failure_or_cancel();
             while running.len() < jobs && !self.cancelled {
                 let Some((_, _, unit)) = self.queued.pop_first() else {
                     break;
@@ -283,6 +284,39 @@ impl<E: Executor> Scheduler<E> {
         };
         let _ = self.events.send(Event::RunFinished(Box::new(run.clone())));
         run
+    }
+
+    /// After a cancel nothing queued starts; after a fail-fast failure only units whose `if:`
+    /// calls a status function still do. The others end skipped, with the reason.
+    fn drop_queued_after_failure_or_cancel(&mut self) {
+        let reason = if self.cancelled {
+            "the run was cancelled".to_owned()
+        } else if let (true, Some(failed)) = (self.options.fail_fast, &self.failed_step) {
+            format!("step `{failed}` failed (fail-fast)")
+        } else {
+            return;
+        };
+        let dropped: Vec<(usize, usize, usize)> = self
+            .queued
+            .iter()
+            .filter(|(_, _, unit)| {
+                let status_aware = self
+                    .step(self.units[*unit].node)
+                    .condition
+                    .as_ref()
+                    .is_some_and(|c| c.value.uses_status_function());
+                self.cancelled || !status_aware
+            })
+            .copied()
+            .collect();
+        for key in dropped {
+            self.queued.remove(&key);
+            let unit = key.2;
+            let mut record = self.records[self.units[unit].record].1.clone();
+            record.state = StepState::Skipped;
+            record.reason = Some(reason.clone());
+            self.finish_unit(unit, record);
+        }
     }
 
     fn step(&self, node: NodeIndex) -> &Step {
@@ -684,41 +718,10 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
     record.started_at = Some(now_rfc3339());
     record.state = StepState::Running;
 
-    // Step env: the pipeline's, then the step's (which may read it).
-    let mut env = pipeline_env;
-    for (name, value) in &step.env {
-        match value.value.eval(&scope) {
-            Ok(v) => {
-                env.insert(name.value.clone(), Value::String(to_display_string(&v)));
-                scope.roots.insert("env".into(), Value::Object(env.clone()));
-            }
-            Err(e) => {
-                return failed(
-                    unit,
-                    record,
-                    &masker,
-                    clock,
-                    format!("cannot evaluate env `{}`: {e}", name.value),
-                );
-            }
-        }
-    }
-    let config = match eval_json(&step.with.value, &scope) {
-        Ok(c) => c,
-        Err(e) => {
-            return failed(
-                unit,
-                record,
-                &masker,
-                clock,
-                format!("cannot evaluate `with:`: {e}"),
-            );
-        }
+    let (env, config) = match resolve_inputs(&step, pipeline_env, &mut scope) {
+        Ok(inputs) => inputs,
+        Err(message) => return failed(unit, record, &masker, clock, message),
     };
-    let env: Vec<(String, String)> = env
-        .into_iter()
-        .map(|(k, v)| (k, to_display_string(&v)))
-        .collect();
     let retry = step.retry.as_ref().map(|r| r.value);
     let attempts = retry.map_or(1, |r| r.attempts.max(1));
     let mut backoff = retry.map_or(Duration::ZERO, |r| r.backoff);
@@ -789,6 +792,29 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
     }
     record.duration_ms = Some(millis(clock.elapsed()));
     UnitResult { unit, record }
+}
+
+/// The step's env (the pipeline's, then the step's, which may read it) and its resolved `with:`.
+fn resolve_inputs(
+    step: &Step,
+    mut env: Map<String, Value>,
+    scope: &mut Scope,
+) -> Result<(Vec<(String, String)>, Value), String> {
+    for (name, value) in &step.env {
+        let v = value
+            .value
+            .eval(scope)
+            .map_err(|e| format!("cannot evaluate env `{}`: {e}", name.value))?;
+        env.insert(name.value.clone(), Value::String(to_display_string(&v)));
+        scope.roots.insert("env".into(), Value::Object(env.clone()));
+    }
+    let config =
+        eval_json(&step.with.value, scope).map_err(|e| format!("cannot evaluate `with:`: {e}"))?;
+    let env = env
+        .into_iter()
+        .map(|(k, v)| (k, to_display_string(&v)))
+        .collect();
+    Ok((env, config))
 }
 
 fn failed(

@@ -434,3 +434,62 @@ steps:
     assert_eq!(run.steps[0].outputs["image"], json!("reg.local/app"));
     assert_eq!(run.steps[0].outputs["n"], json!(1));
 }
+
+#[tokio::test]
+async fn steps_waiting_for_a_job_slot_do_not_start_after_a_failure() {
+    let fake = Arc::new(Fake::default());
+    let yaml = r#"
+name: t
+steps:
+  - { id: broken, uses: fake, with: { fail: boom } }
+  - { id: queued, uses: fake }
+  - { id: cleanup, uses: fake, if: "${{ always() }}" }
+"#;
+    let (run, _) = run_with(yaml, options(1), fake.clone()).await;
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(state(&run, "queued"), StepState::Skipped);
+    let queued = run.steps.iter().find(|s| s.id == "queued").unwrap();
+    assert_eq!(
+        queued.reason.as_deref(),
+        Some("step `broken` failed (fail-fast)")
+    );
+    assert_eq!(state(&run, "cleanup"), StepState::Succeeded);
+    let started: Vec<String> = fake
+        .timeline
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.1 == "start")
+        .map(|e| e.0.clone())
+        .collect();
+    assert_eq!(started, ["broken", "cleanup"]);
+}
+
+#[tokio::test]
+async fn cancelling_with_steps_waiting_for_a_slot_ends_the_run() {
+    let fake = Arc::new(Fake::default());
+    let yaml = r#"
+name: t
+steps:
+  - { id: a, uses: fake, with: { sleep_ms: 10000 } }
+  - { id: b, uses: fake, with: { sleep_ms: 10000 } }
+  - { id: c, uses: fake, with: { sleep_ms: 10000 } }
+"#;
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trigger.cancel();
+    });
+    let run = tokio::time::timeout(
+        Duration::from_secs(5),
+        execute(plan(yaml), fake, options(1), tx, cancel),
+    )
+    .await
+    .expect("the run ends after a cancel");
+    assert_eq!(run.state, RunState::Cancelled);
+    assert_eq!(state(&run, "a"), StepState::Cancelled);
+    assert_eq!(state(&run, "b"), StepState::Skipped);
+    assert_eq!(state(&run, "c"), StepState::Skipped);
+}
