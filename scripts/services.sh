@@ -21,7 +21,11 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${KILN_SERVICES_DIR:-$ROOT/target/services}
+case "$STATE" in /*) ;; *) STATE="$PWD/$STATE" ;; esac
 SERVICES=(git)
+case "$STATE" in
+  *[[:space:]\;\'\"\$]*) printf '[services] error: unsupported characters in %s\n' "$STATE" >&2; exit 1 ;;
+esac
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
@@ -198,9 +202,11 @@ git_dirs() {
 }
 
 # The serving side's git config. uploadpack.allowReachableSHA1InWant / allowAnySHA1InWant let a
-# client fetch a commit by its SHA even when no ref points at it (Kiln fetches the exact commit
-# of an event, and the base commit of a diff that may be missing locally, by SHA: a shallow or
-# partial clone asks for "want <sha>"; without these the server answers "not our ref").
+# client fetch a commit by its SHA even when no ref points at it: Kiln fetches the exact commit
+# of an event, and the base commit of a diff that may be missing locally (shallow clone, force
+# push, deleted branch), by SHA. Protocol v2 clients (git CLI) may do that anyway, but protocol
+# v0/v1 clients such as libgit2 (git2) get "Server does not allow request for unadvertised
+# object" without these, as GitHub- and GitLab-like servers that allow it would not.
 # safe.directory: repos made by a test run as another user must still be served.
 git_write_server_config() {
   cat >"$G/server.gitconfig" <<'EOF'
