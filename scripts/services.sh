@@ -5,18 +5,21 @@
 #   scripts/services.sh down [SERVICE...]   stop by pid files
 #   scripts/services.sh status              what runs (exit 3 when something is not running)
 #   scripts/services.sh env [SERVICE...]    `export NAME=value` lines for the tests
+#   scripts/services.sh check [SERVICE...]  smoke-test the running servers with their clients
 #
 # Services: git (smart-HTTP through nginx + fcgiwrap + git http-backend, and sshd with git-shell).
 # State (configs, keys, logs, pid files, repos) lives in $KILN_SERVICES_DIR, default
 # <repo>/target/services; nothing is written outside it except Debian packages installed with apt
 # and the /run/sshd directory Debian's sshd insists on.
 #
-# Adding a service NAME: append it to SERVICES and define svc_NAME_{packages,up,down,status,env}.
+# Adding a service NAME: append it to SERVICES and define
+# svc_NAME_{packages,up,down,status,env,check}.
 #   packages: print "command-or-path:debian-package" pairs the service needs
 #   up:       start whatever is not running (called with the lock held)
 #   down:     stop it
 #   status:   print one line per process, return non-zero when something is not running
 #   env:      print NAME=value lines (unquoted values; also written to $STATE/NAME/env.json)
+#   check:    smoke-test the running service, return non-zero on a failure
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -484,6 +487,72 @@ KILN_GIT_ENV_JSON=$G/env.json
 EOF
 }
 
+# A smoke test with the git CLI against the running servers (`scripts/services.sh check git`).
+svc_git_check() {
+  git_dirs
+  local t name pass http ssh_ok ssh_wrong rc=0 sha
+  t=$(mktemp -d)
+  name="selftest-$$.git"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$t' '$GR/$name'" EXIT
+  # shellcheck source=/dev/null
+  source "$G/env.sh"
+  pass=$(cat "$KILN_GIT_HTTP_PASSWORD_FILE")
+  http="http://kiln:$pass@127.0.0.1:$(cat "$GH/port")"
+  ssh_ok="ssh -i $KILN_GIT_SSH_KEY -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$KILN_GIT_KNOWN_HOSTS"
+  ssh_wrong="ssh -i $KILN_GIT_SSH_KEY -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$KILN_GIT_KNOWN_HOSTS_WRONG"
+  git init -q --bare -b main "$GR/$name"
+  git init -q -b main "$t/src"
+  git -C "$t/src" -c user.name=t -c user.email=t@t commit -q --allow-empty -m one
+  sha=$(git -C "$t/src" rev-parse HEAD)
+  expect() {   # expect ok|fail:MESSAGE DESCRIPTION COMMAND...: succeeds, or fails saying MESSAGE
+    local spec=$1 want=${1%%:*} message=${1#*:} what=$2 got=ok
+    shift 2
+    GIT_TERMINAL_PROMPT=0 "$@" >"$t/out" 2>&1 || got=fail
+    if [ "$got" = "$want" ] && { [ "$got" = ok ] || grep -qE -- "$message" "$t/out"; }; then
+      printf 'ok    %s\n' "$what"
+    else
+      printf 'FAIL  %s (expected: %s)\n' "$what" "$spec"
+      sed 's/^/      /' "$t/out"
+      rc=1
+    fi
+  }
+  expect ok "http push through /auth/" git -C "$t/src" push -q "$http/auth/$name" HEAD:refs/heads/main
+  expect "fail:error: 403" "http push through /anon/ is refused (403)" git -C "$t/src" push -q "$KILN_GIT_HTTP_ANON_URL/$name" HEAD:refs/heads/x
+  expect "fail:could not read Username|Authentication failed" \
+    "http clone through /auth/ without a password fails (401)" git clone -q "$KILN_GIT_HTTP_AUTH_URL/$name" "$t/c0"
+  expect "fail:Authentication failed" "http clone through /auth/ with a wrong password fails (401)" \
+    git clone -q "http://kiln:wrong@127.0.0.1:$(cat "$GH/port")/auth/$name" "$t/c1"
+  expect ok "http clone through /auth/" git clone -q "$http/auth/$name" "$t/c2"
+  expect ok "http clone through /anon/" git clone -q "$KILN_GIT_HTTP_ANON_URL/$name" "$t/c3"
+  expect ok "ssh clone with the deploy key and known_hosts" \
+    env GIT_SSH_COMMAND="$ssh_ok" git clone -q "$KILN_GIT_SSH_URL/$name" "$t/c4"
+  expect "fail:HOST IDENTIFICATION HAS CHANGED" "ssh clone with the wrong known_hosts fails" \
+    env GIT_SSH_COMMAND="$ssh_wrong" git clone -q "$KILN_GIT_SSH_URL/$name" "$t/c5"
+  expect "fail:unrecognized command" "ssh shell command is refused by git-shell" sh -c "$ssh_ok -p $KILN_GIT_SSH_PORT $KILN_GIT_SSH_USER@127.0.0.1 id"
+  # the protected key: refused without its passphrase, accepted by the server once opened
+  expect "fail:Permission denied" "ssh with the protected key and no passphrase fails" \
+    env GIT_SSH_COMMAND="${ssh_ok/$KILN_GIT_SSH_KEY/$KILN_GIT_SSH_KEY_PASSPHRASE_PROTECTED}" \
+    git ls-remote "$KILN_GIT_SSH_URL/$name"
+  cp "$KILN_GIT_SSH_KEY_PASSPHRASE_PROTECTED" "$t/opened"
+  ssh-keygen -q -p -P "$(cat "$KILN_GIT_SSH_KEY_PASSPHRASE_FILE")" -N '' -f "$t/opened" >/dev/null
+  expect ok "ssh with the protected key, opened with its passphrase" \
+    env GIT_SSH_COMMAND="${ssh_ok/$KILN_GIT_SSH_KEY/$t/opened}" git ls-remote "$KILN_GIT_SSH_URL/$name"
+  git -C "$t/c4" -c user.name=t -c user.email=t@t commit -q --allow-empty -m two
+  expect ok "ssh push" env GIT_SSH_COMMAND="$ssh_ok" git -C "$t/c4" push -q origin HEAD:refs/heads/main
+  # an unreferenced commit, fetched by SHA with protocol v0 (as libgit2 does)
+  git -C "$t/c4" -c user.name=t -c user.email=t@t commit -q --allow-empty -m hidden
+  sha=$(git -C "$t/c4" rev-parse HEAD)
+  env GIT_SSH_COMMAND="$ssh_ok" git -C "$t/c4" push -q origin HEAD:refs/heads/tmp
+  env GIT_SSH_COMMAND="$ssh_ok" git -C "$t/c4" push -q origin :refs/heads/tmp
+  git init -q "$t/f"
+  expect ok "http fetch of an unreferenced commit by SHA (protocol v0)" \
+    git -C "$t/f" -c protocol.version=0 fetch -q --depth=1 "$KILN_GIT_HTTP_ANON_URL/$name" "$sha"
+  expect ok "ssh fetch of an unreferenced commit by SHA (protocol v0)" env GIT_SSH_COMMAND="$ssh_ok" \
+    git -C "$t/f" -c protocol.version=0 fetch -q --depth=1 "$KILN_GIT_SSH_URL/$name" "$sha"
+  return "$rc"
+}
+
 # ---------------------------------------------------------------------------------------------
 # commands
 
@@ -512,7 +581,7 @@ lock() {
 }
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -545,6 +614,15 @@ case "$cmd" in
         log "$s is not running (scripts/services.sh up $s)"
         rc=1
       fi
+    done
+    exit "$rc"
+    ;;
+  check)
+    select_services "$@"
+    rc=0
+    for s in "${svcs[@]}"; do
+      if ! "svc_${s}_status" >/dev/null; then log "$s is not running"; rc=1; continue; fi
+      "svc_${s}_check" || rc=1
     done
     exit "$rc"
     ;;
