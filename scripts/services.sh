@@ -137,6 +137,18 @@ wait_port() {
   return 1
 }
 
+# run_closed CMD...: exec CMD with stdin from /dev/null and no file descriptors above 2, so that a
+# daemon keeps neither our lock (fd 9) nor any pipe of the caller open. Use in a subshell or as the
+# last command. Stdout and stderr are the caller's: redirect them to a log.
+run_closed() {
+  local fd
+  for fd in /proc/self/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+  done
+  exec "$@" </dev/null
+}
+
 random_secret() { head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24; }
 
 json_string() {
@@ -267,9 +279,8 @@ git_http_up() {
   [ -x "$backend" ] || die "git http-backend not found at $backend"
 
   rm -f "$GH/fcgiwrap.sock"
-  # The daemons must not inherit the lock (fd 9) or the caller's stdout.
-  setsid /usr/sbin/fcgiwrap -c 4 -s "unix:$GH/fcgiwrap.sock" \
-    </dev/null >>"$GH/logs/fcgiwrap.log" 2>&1 9>&- &
+  # setsid: its own process group, so that `down` stops its children too.
+  (run_closed setsid /usr/sbin/fcgiwrap -c 4 -s "unix:$GH/fcgiwrap.sock") >>"$GH/logs/fcgiwrap.log" 2>&1 &
   echo $! >"$GH/fcgiwrap.pid"
   for _ in $(seq 50); do [ -S "$GH/fcgiwrap.sock" ] && break; sleep 0.1; done
   if [ ! -S "$GH/fcgiwrap.sock" ] || ! pid_alive "$GH/fcgiwrap.pid" fcgiwrap; then
@@ -351,8 +362,8 @@ fastcgi_param GATEWAY_INTERFACE CGI/1.1;
 fastcgi_param HTTP_GIT_PROTOCOL \$http_git_protocol;
 EOF
     rm -f "$GH/nginx.pid"
-    if /usr/sbin/nginx -e "$GH/logs/error.log" -p "$GH" -c "$GH/nginx.conf" \
-      </dev/null >>"$GH/logs/nginx.out" 2>&1 9>&-; then
+    if (run_closed /usr/sbin/nginx -e "$GH/logs/error.log" -p "$GH" -c "$GH/nginx.conf") \
+      >>"$GH/logs/nginx.out" 2>&1; then
       echo "$port" >"$GH/port"
       wait_port "$port" || die "nginx does not listen on $port (see $GH/logs/error.log)"
       log "git: http on 127.0.0.1:$port"
@@ -405,8 +416,7 @@ ForceCommand git-shell -c "\$SSH_ORIGINAL_COMMAND"
 EOF
     rm -f "$GS/sshd.pid"
     # sshd binds before it forks into the background: a busy port fails here.
-    if /usr/sbin/sshd -f "$GS/sshd_config" -E "$GS/sshd.log" \
-      </dev/null >>"$GS/sshd.out" 2>&1 9>&-; then
+    if (run_closed /usr/sbin/sshd -f "$GS/sshd_config" -E "$GS/sshd.log") >>"$GS/sshd.out" 2>&1; then
       echo "$port" >"$GS/port"
       wait_port "$port" || die "sshd does not listen on $port (see $GS/sshd.log)"
       for _ in $(seq 50); do [ -s "$GS/sshd.pid" ] && break; sleep 0.1; done
