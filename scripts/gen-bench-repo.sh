@@ -3,7 +3,7 @@
 #
 #   scripts/gen-bench-repo.sh DEST [COMMITS=10000] [FILES=5000]
 #       Create the bare repo DEST (must not exist) with branch `main`: the first commit adds FILES
-#       source-like text files (1-6 KB, under nested directories src/<area>/g<group>/m<module>/), every
+#       source-like text files (1-6 KB, 25 per directory src/<area>/g<group>/m<module>/), every
 #       later commit edits 1-5 of them (changed, inserted and deleted lines). Fixed author, dates
 #       and random seed: the same arguments give the same commit ids on every machine.
 #   scripts/gen-bench-repo.sh add-commit DEST
