@@ -5,6 +5,7 @@
 # - The wasm32-wasip2 toolchain for plugins. With rustup's target installed nothing is needed;
 #   otherwise Debian's rustc-web (a Rust with its std source, so cargo can build the wasm32 std),
 #   wasi-libc, and the lld whose major version matches rustc-web's LLVM.
+# - The C libraries git2 links: OpenSSL and zlib headers, and pkg-config to find them.
 set -euo pipefail
 
 sudo=""
@@ -30,4 +31,11 @@ else
     echo "installing lld-$llvm_major (wasm-ld matching rustc-web's LLVM $llvm_major)"
     apt_install "lld-$llvm_major"
   fi
+fi
+
+# git2 (libgit2-sys, libssh2-sys, openssl-sys, libz-sys) builds against the system's OpenSSL and
+# zlib, found with pkg-config.
+if ! dpkg -s libssl-dev pkg-config zlib1g-dev >/dev/null 2>&1; then
+  echo "installing libssl-dev, pkg-config and zlib1g-dev for git2"
+  apt_install libssl-dev pkg-config zlib1g-dev
 fi
