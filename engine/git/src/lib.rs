@@ -145,6 +145,9 @@ pub enum GitError {
         reference: String,
         hint: String,
     },
+    /// The caller's grant check refused a remote.
+    #[error("{0}")]
+    Denied(String),
     #[error("{0}")]
     Cancelled(String),
     #[error("git: {context}: {message}")]

@@ -12,7 +12,10 @@
 //! - exactly the env vars of [`Invocation::env`], no arguments, no stdin;
 //! - no network unless [`Grants::net`] lists `host:port` entries: then TCP connections to the
 //!   addresses those resolve to when the step starts, on those ports only (no UDP, no listening);
-//! - its log (the `log` import, stdout and stderr, line by line) and its outputs.
+//! - its log (the `log` import, stdout and stderr, line by line) and its outputs;
+//! - the `git` interface, done by the host: clones into the workspace only with
+//!   [`Grants::workspace_write`], network remotes only when [`Grants::net`] lists their
+//!   `host:port`, credentials only from [`Invocation::secrets`] (by name).
 //!
 //! # Limits
 //! - memory: [`Invocation::memory_limit`], capped by [`HostConfig::memory_limit`] (the pool's
@@ -33,6 +36,7 @@ use serde_json::Value;
 mod bindings;
 mod cache;
 mod engine;
+mod git;
 mod host;
 mod log;
 mod net;
@@ -71,6 +75,8 @@ pub struct HostConfig {
     /// Default linear-memory cap of one step, in bytes, and the most any step may get (the
     /// pool's memory slots are this size). Between 1 MiB and 4 GiB.
     pub memory_limit: u64,
+    /// The git layer behind the `git` interface (`None`: every git call is denied).
+    pub git: Option<Arc<kiln_git::Git>>,
 }
 
 impl Default for HostConfig {
@@ -79,6 +85,7 @@ impl Default for HostConfig {
             cache_dir: None,
             max_instances: 64,
             memory_limit: 256 << 20,
+            git: None,
         }
     }
 }
@@ -88,6 +95,7 @@ impl Default for HostConfig {
 pub enum Capability {
     WorkspaceWrite,
     Network,
+    Git,
 }
 
 impl Capability {
@@ -96,6 +104,7 @@ impl Capability {
         match self {
             Capability::WorkspaceWrite => "workspace-write",
             Capability::Network => "network",
+            Capability::Git => "git",
         }
     }
 }
@@ -194,6 +203,9 @@ pub struct Invocation {
     pub grants: Grants,
     /// Exactly the env vars the plugin sees (nothing of the host's env).
     pub env: Vec<(String, String)>,
+    /// The step's secrets by name: what host interfaces (git credentials) may read on the
+    /// plugin's behalf. Values never enter the plugin through this.
+    pub secrets: BTreeMap<String, String>,
     /// Wall-clock limit of the call; `None` for no limit.
     pub timeout: Option<Duration>,
     /// Linear-memory cap; `None` for the host default. Capped at [`HostConfig::memory_limit`].

@@ -16,6 +16,7 @@ use crate::host::Shared;
 use crate::log::{CapturedOutput, StepLog, TracingSink};
 use crate::net::NetAllowList;
 use crate::outputs::Outputs;
+use crate::git::GitScope;
 use crate::state::{StepState, on_epoch_tick};
 use crate::{
     Capability, ConfigProblem, GUEST_WORKSPACE, HostError, Invocation, LogStream, Plugin,
@@ -238,13 +239,22 @@ impl Prepared {
             Ok(slot) => slot,
             Err(message) => return host_failure(message),
         };
-        let state = StepState::new(
+        let git = self.shared.config.git.clone().map(|git| GitScope {
+            git,
+            workspace: inv.workspace.clone(),
+            workspace_write: inv.grants.workspace_write,
+            net: inv.grants.net.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            secrets: inv.secrets.clone(),
+            log: log.clone(),
+        });
+        let mut state = StepState::new(
             wasi.build(),
             memory,
             log,
             Outputs::new(self.declared_outputs.clone()),
             inv.timeout.map(|t| Instant::now() + t),
         );
+        state.git = git;
         let mut store = self.store(state);
         let end = call(&self.pre, &mut store, inv.timeout, move |step, store| {
             Box::pin(async move { step.call_run(store, &context).await })
@@ -396,6 +406,7 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
         .map(|c| match c {
             bindings::Capability::WorkspaceWrite => Capability::WorkspaceWrite,
             bindings::Capability::Network => Capability::Network,
+            bindings::Capability::Git => Capability::Git,
         })
         .collect();
     capabilities.sort();

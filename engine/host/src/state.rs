@@ -22,6 +22,8 @@ pub(crate) struct StepState {
     pub(crate) deadline: Option<Instant>,
     /// Set when the deadline stopped the guest.
     pub(crate) timed_out: bool,
+    /// What the step's `git` calls may touch; `None` outside a step run.
+    pub(crate) git: Option<crate::git::GitScope>,
 }
 
 impl StepState {
@@ -40,6 +42,7 @@ impl StepState {
             outputs,
             deadline,
             timed_out: false,
+            git: None,
         }
     }
 }

@@ -1,0 +1,327 @@
+//! The host side of the `git` import: each call is checked against the step's grants, then
+//! done by [`kiln_git`] on a blocking thread. Secrets are looked up by name here; their values
+//! never cross into the guest.
+//!
+//! If the step ends while a call is in flight (timeout, cancel), the call's future is dropped
+//! and its [`kiln_git::Cancel`] is set, which stops a running transfer at its next progress
+//! callback.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_git::{
+    Access, Cancel, CloneOptions, Credentials, Git, GitError, HostKeyCheck, Remote, RemoteUrl,
+};
+
+use crate::bindings::git::{self as wit, Host};
+use crate::log::StepLog;
+use crate::state::StepState;
+use crate::{GUEST_WORKSPACE, LogStream};
+
+/// What one step's git calls may touch.
+pub(crate) struct GitScope {
+    pub(crate) git: Arc<Git>,
+    /// Host directory of the workspace.
+    pub(crate) workspace: PathBuf,
+    pub(crate) workspace_write: bool,
+    /// `host:port` entries of `allow.net`, lowercase.
+    pub(crate) net: Vec<String>,
+    pub(crate) secrets: BTreeMap<String, String>,
+    pub(crate) log: Arc<StepLog>,
+}
+
+fn error(kind: wit::ErrorKind, message: impl Into<String>) -> wit::Error {
+    wit::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn denied(message: impl Into<String>) -> wit::Error {
+    error(wit::ErrorKind::Denied, message)
+}
+
+fn from_git(e: GitError) -> wit::Error {
+    use wit::ErrorKind as K;
+    let kind = match &e {
+        GitError::InvalidUrl { .. } | GitError::DestinationInUse { .. } => K::Invalid,
+        GitError::LocalNotAllowed { .. } => K::Denied,
+        GitError::Auth { .. } | GitError::AuthRequired { .. } => K::Auth,
+        GitError::HostKeyUnknown { .. }
+        | GitError::HostKeyMismatch { .. }
+        | GitError::HostKeyRevoked { .. } => K::HostKey,
+        GitError::RepoNotFound { .. }
+        | GitError::RefNotFound { .. }
+        | GitError::UnknownRevision { .. } => K::NotFound,
+        GitError::Unreachable { .. } => K::Unreachable,
+        GitError::Cancelled(_) | GitError::Other { .. } => K::Failed,
+        GitError::Denied(_) => K::Denied,
+    };
+    error(kind, e.to_string())
+}
+
+/// Sets the cancel flag when the call's future is dropped before it finished.
+struct CancelOnDrop {
+    cancel: Cancel,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cancel.cancel();
+        }
+    }
+}
+
+impl GitScope {
+    /// Maps a guest path (`/workspace/x` or `x`) to the host, refusing anything that leaves
+    /// the workspace, also through a symlink an earlier step planted.
+    fn host_path(&self, guest: &str) -> Result<PathBuf, wit::Error> {
+        let rel = guest
+            .strip_prefix(GUEST_WORKSPACE)
+            .filter(|r| r.is_empty() || r.starts_with('/'))
+            .map(|r| r.trim_start_matches('/'))
+            .unwrap_or(guest);
+        let mut out = PathBuf::new();
+        for c in Path::new(rel).components() {
+            match c {
+                Component::Normal(p) => out.push(p),
+                Component::CurDir => {}
+                _ => {
+                    return Err(denied(format!(
+                        "path `{guest}` leaves the workspace; use a path inside `{GUEST_WORKSPACE}`"
+                    )));
+                }
+            }
+        }
+        let host = self.workspace.join(&out);
+        // The deepest existing ancestor must resolve inside the workspace.
+        let root = std::fs::canonicalize(&self.workspace)
+            .map_err(|e| error(wit::ErrorKind::Failed, format!("workspace: {e}")))?;
+        let mut probe = host.as_path();
+        loop {
+            if let Ok(real) = std::fs::canonicalize(probe) {
+                if !real.starts_with(&root) {
+                    return Err(denied(format!(
+                        "path `{guest}` resolves outside the workspace (through a symlink)"
+                    )));
+                }
+                break;
+            }
+            match probe.parent() {
+                Some(p) => probe = p,
+                None => break,
+            }
+        }
+        Ok(host)
+    }
+
+    fn secret(&self, name: &str, what: &str) -> Result<String, wit::Error> {
+        self.secrets.get(name).cloned().ok_or_else(|| {
+            denied(format!(
+                "secret `{name}` ({what}) is not available to this step\n  hint: list it in the step's `secrets:` and pass it to the run"
+            ))
+        })
+    }
+
+    fn remote(&self, r: wit::Remote) -> Result<Remote, wit::Error> {
+        let url = RemoteUrl::parse(&r.url).map_err(from_git)?;
+        let credentials = match r.credentials {
+            wit::Credentials::None => Credentials::None,
+            wit::Credentials::Basic(b) => Credentials::UserPass {
+                password: self.secret(&b.password_secret, "password")?,
+                username: b.username,
+            },
+            wit::Credentials::SshKey(k) => Credentials::SshKey {
+                private_key: self.secret(&k.key_secret, "ssh key")?,
+                passphrase: match &k.passphrase_secret {
+                    Some(p) => Some(self.secret(p, "ssh key passphrase")?),
+                    None => None,
+                },
+                username: k.username,
+            },
+        };
+        let host_key = match r.host_key {
+            wit::HostKeyCheck::System => HostKeyCheck::System,
+            wit::HostKeyCheck::KnownHostsSecret(name) => {
+                HostKeyCheck::KnownHosts(self.secret(&name, "known_hosts")?)
+            }
+            wit::HostKeyCheck::Pinned(lines) => HostKeyCheck::Pinned(lines),
+            wit::HostKeyCheck::AcceptAny => {
+                if matches!(url.location, kiln_git::Location::Network { .. }) {
+                    self.log.message(
+                        LogStream::Warn,
+                        &format!("not checking the ssh host key of {url}: the step opted out"),
+                    );
+                }
+                HostKeyCheck::AcceptAny
+            }
+        };
+        Ok(Remote {
+            url,
+            credentials,
+            host_key,
+        })
+    }
+
+    /// The grant check handed to the git layer (also asked for submodules and `origin`).
+    fn authorize(net: &[String]) -> impl Fn(&RemoteUrl) -> Result<(), GitError> + Sync + '_ {
+        move |url: &RemoteUrl| match url.endpoint() {
+            None => Ok(()), // local: the git layer applies `allow_local`
+            Some(endpoint) if net.iter().any(|n| *n == endpoint) => Ok(()),
+            Some(endpoint) => Err(GitError::Denied(format!(
+                "`{url}` is not in the step's network grants\n  hint: add `allow: {{ net: [\"{endpoint}\"] }}` to the step"
+            ))),
+        }
+    }
+}
+
+/// Runs `job` on a blocking thread with a progress sink into the step log and a cancel flag
+/// that dropping the future sets.
+async fn blocking<T: Send + 'static>(
+    log: Arc<StepLog>,
+    job: impl FnOnce(&(dyn Fn(&str) + Sync), &Cancel) -> Result<T, wit::Error> + Send + 'static,
+) -> Result<T, wit::Error> {
+    let cancel = Cancel::default();
+    let mut guard = CancelOnDrop {
+        cancel: cancel.clone(),
+        armed: true,
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let progress = |line: &str| log.message(LogStream::Info, line);
+        job(&progress, &cancel)
+    })
+    .await
+    .unwrap_or_else(|e| Err(error(wit::ErrorKind::Failed, format!("git task failed: {e}"))));
+    guard.armed = false; // finished: nothing to cancel
+    result
+}
+
+impl StepState {
+    fn git_scope(&self) -> Result<&GitScope, wit::Error> {
+        self.git.as_ref().ok_or_else(|| {
+            denied("git is not available here (only while a step runs, on a host with git)")
+        })
+    }
+}
+
+impl Host for StepState {
+    async fn clone(&mut self, request: wit::CloneRequest) -> Result<wit::CommitInfo, wit::Error> {
+        let scope = self.git_scope()?;
+        if !scope.workspace_write {
+            return Err(denied(
+                "cloning writes to the workspace, which this step may only read\n  hint: add `allow: { workspace: write }` to the step",
+            ));
+        }
+        let remote = scope.remote(request.remote)?;
+        let dest = scope.host_path(&request.path)?;
+        let git = scope.git.clone();
+        let net = scope.net.clone();
+        let reference = request.ref_;
+        let (depth, submodules) = (request.depth, request.submodules);
+        blocking(scope.log.clone(), move |progress, cancel| {
+            let authorize = GitScope::authorize(&net);
+            let options = CloneOptions {
+                remote,
+                reference,
+                dest,
+                depth,
+                submodules,
+                authorize: &authorize,
+            };
+            git.clone_repo(&options, progress, cancel)
+                .map(commit)
+                .map_err(from_git)
+        })
+        .await
+    }
+
+    async fn changed_files(
+        &mut self,
+        repo: String,
+        base: String,
+        head: String,
+        remote: Option<wit::Remote>,
+    ) -> Result<Vec<wit::Change>, wit::Error> {
+        let scope = self.git_scope()?;
+        let path = scope.host_path(&repo)?;
+        let remote = remote.map(|r| scope.remote(r)).transpose()?;
+        let git = scope.git.clone();
+        let net = scope.net.clone();
+        blocking(scope.log.clone(), move |progress, cancel| {
+            let authorize = GitScope::authorize(&net);
+            let access = Access {
+                remote: remote.as_ref(),
+                authorize: &authorize,
+                progress,
+                cancel,
+            };
+            let changes = git
+                .changed_files(&path, &base, &head, &access)
+                .map_err(from_git)?;
+            Ok(changes
+                .into_iter()
+                .map(|c| wit::Change {
+                    kind: match c.kind {
+                        kiln_git::ChangeKind::Added => wit::ChangeKind::Added,
+                        kiln_git::ChangeKind::Modified => wit::ChangeKind::Modified,
+                        kiln_git::ChangeKind::Deleted => wit::ChangeKind::Deleted,
+                        kiln_git::ChangeKind::Renamed => wit::ChangeKind::Renamed,
+                        kiln_git::ChangeKind::TypeChanged => wit::ChangeKind::TypeChanged,
+                    },
+                    path: c.path,
+                    old_path: c.old_path,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn resolve(&mut self, repo: String, rev: String) -> Result<wit::CommitInfo, wit::Error> {
+        let scope = self.git_scope()?;
+        let path = scope.host_path(&repo)?;
+        let git = scope.git.clone();
+        blocking(scope.log.clone(), move |_, _| {
+            git.commit(&path, &rev).map(commit).map_err(from_git)
+        })
+        .await
+    }
+
+    async fn read_file(
+        &mut self,
+        repo: String,
+        rev: String,
+        file: String,
+    ) -> Result<Option<Vec<u8>>, wit::Error> {
+        let scope = self.git_scope()?;
+        let path = scope.host_path(&repo)?;
+        let git = scope.git.clone();
+        blocking(scope.log.clone(), move |_, _| {
+            git.read_file(&path, &rev, &file).map_err(from_git)
+        })
+        .await
+    }
+
+    async fn list_files(&mut self, repo: String, rev: String) -> Result<Vec<String>, wit::Error> {
+        let scope = self.git_scope()?;
+        let path = scope.host_path(&repo)?;
+        let git = scope.git.clone();
+        blocking(scope.log.clone(), move |_, _| {
+            git.list_files(&path, &rev).map_err(from_git)
+        })
+        .await
+    }
+}
+
+fn commit(c: kiln_git::Commit) -> wit::CommitInfo {
+    wit::CommitInfo {
+        sha: c.sha,
+        ref_: c.reference,
+        message: c.message,
+        author_name: c.author_name,
+        author_email: c.author_email,
+        timestamp: c.timestamp,
+    }
+}
