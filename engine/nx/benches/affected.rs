@@ -181,6 +181,13 @@ fn main() {
         answer = got.into_iter().map(|p| p.name).collect::<Vec<_>>();
     }
     answer.sort();
+    let t = Instant::now();
+    let all = kiln_nx::projects(&head).expect("projects");
+    println!(
+        "kiln-nx: loading the {} projects alone takes {:.1} ms",
+        all.len(),
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     println!(
         "kiln-nx: {:.1} ms (best of 5), {} affected projects",
         best * 1000.0,
