@@ -1,0 +1,2 @@
+export * from '@w/util';
+export const ui = 1;

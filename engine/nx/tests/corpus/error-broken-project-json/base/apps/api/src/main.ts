@@ -1,0 +1,4 @@
+const r = require('@w/req');
+async function go() { return import('@w/dyn'); }
+// import { nope } from '@w/util';
+const s = "import '@w/util'";

@@ -1,0 +1,2 @@
+import { helper } from '../../util/src/helper';
+export const rel = helper;
