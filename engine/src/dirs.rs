@@ -31,3 +31,20 @@ pub fn data_dir() -> PathBuf {
         _ => home().join(".local/share/kiln"),
     }
 }
+
+/// Default size of the git mirror cache: 10 GiB, or `$KILN_GIT_CACHE_MAX_MB` MiB.
+pub const GIT_CACHE_MAX_BYTES: u64 = 10 << 30;
+
+/// The git layer with its mirrors under [`cache_dir`]`/git`. `allow_local` lets `file://`
+/// remotes be cloned (yes for `kiln run` on one's own machine).
+pub fn git(allow_local: bool) -> kiln_git::Git {
+    let max = std::env::var("KILN_GIT_CACHE_MAX_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(GIT_CACHE_MAX_BYTES, |mb| mb.saturating_mul(1 << 20));
+    kiln_git::Git::new(kiln_git::GitConfig {
+        mirror_dir: cache_dir().join("git"),
+        mirror_max_bytes: max,
+        allow_local,
+    })
+}

@@ -729,6 +729,17 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
         workspace_write: step.allow.workspace_write.is_some(),
         net: step.allow.net.iter().map(|n| n.value.clone()).collect(),
     };
+    // The step's own secrets, for host interfaces that read them by name (git credentials).
+    let secrets: BTreeMap<String, String> = step
+        .secrets
+        .iter()
+        .filter_map(|n| {
+            options
+                .secrets
+                .get(&n.value)
+                .map(|v| (n.value.clone(), v.clone()))
+        })
+        .collect();
     let log: Arc<dyn LogSink> = Arc::new(UnitLog {
         id: record.id.clone(),
         events: events.clone(),
@@ -753,6 +764,7 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
             workspace: options.workspace.clone(),
             grants: grants.clone(),
             env: env.clone(),
+            secrets: secrets.clone(),
             timeout: Some(step.timeout.as_ref().map_or(DEFAULT_TIMEOUT, |t| t.value)),
             memory_limit: options.memory_limit,
             log: log.clone(),

@@ -194,7 +194,12 @@ async fn blocking<T: Send + 'static>(
         job(&progress, &cancel)
     })
     .await
-    .unwrap_or_else(|e| Err(error(wit::ErrorKind::Failed, format!("git task failed: {e}"))));
+    .unwrap_or_else(|e| {
+        Err(error(
+            wit::ErrorKind::Failed,
+            format!("git task failed: {e}"),
+        ))
+    });
     guard.armed = false; // finished: nothing to cancel
     result
 }

@@ -12,11 +12,11 @@ use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::bindings::{self, Step, StepPre};
+use crate::git::GitScope;
 use crate::host::Shared;
 use crate::log::{CapturedOutput, StepLog, TracingSink};
 use crate::net::NetAllowList;
 use crate::outputs::Outputs;
-use crate::git::GitScope;
 use crate::state::{StepState, on_epoch_tick};
 use crate::{
     Capability, ConfigProblem, GUEST_WORKSPACE, HostError, Invocation, LogStream, Plugin,
@@ -243,7 +243,12 @@ impl Prepared {
             git,
             workspace: inv.workspace.clone(),
             workspace_write: inv.grants.workspace_write,
-            net: inv.grants.net.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            net: inv
+                .grants
+                .net
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
             secrets: inv.secrets.clone(),
             log: log.clone(),
         });

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a run failed or `validate` found errors; 2 bad usage or a pipeline
 //! that cannot run (diagnostics printed); 130 cancelled (Ctrl-C).
 
+mod cache;
 mod load;
 mod progress;
 mod run;
@@ -46,6 +47,9 @@ enum Command {
     Schema,
     /// List the built-in plugins, or describe one (its config schema and outputs).
     Plugins { name: Option<String> },
+    /// Inspect or clear the local caches (git mirrors, compiled components).
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -93,6 +97,7 @@ async fn dispatch(command: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plugins { name } => plugins(name).await,
+        Command::Cache(command) => cache::cache(command),
     }
 }
 

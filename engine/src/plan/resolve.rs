@@ -244,8 +244,10 @@ fn check_grants(pipeline: &Pipeline, step: &Step, plugin: &Plugin, diags: &mut V
             Some("remove the grant: steps get least privilege".into()),
         ));
     }
+    // A git plugin reaches its remotes through the host, which checks them against `allow.net`.
     if let Some(first) = step.allow.net.first()
         && !wants(Capability::Network)
+        && !wants(Capability::Git)
     {
         diags.push(diag(
             pipeline,

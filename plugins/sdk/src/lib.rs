@@ -47,6 +47,8 @@ pub enum Capability {
     WorkspaceWrite,
     /// Connect to the hosts listed in `allow: { net: [...] }`.
     Network,
+    /// Use [`git`] through the host (network remotes must still be listed in `allow.net`).
+    Git,
 }
 
 /// What a plugin says about itself.
@@ -251,6 +253,61 @@ pub mod log {
     }
 }
 
+/// Git, done by the host on the plugin's behalf (the plugin must declare [`Capability::Git`]).
+///
+/// Credentials name secrets of the step; the host reads their values, so they never enter the
+/// plugin. Paths are inside the workspace (`/workspace/src` or `src`).
+pub mod git {
+    pub use crate::bindings::kiln::plugin::git::{
+        BasicAuth, Change, ChangeKind, CloneRequest, CommitInfo, Credentials, Error, ErrorKind,
+        HostKeyCheck, Remote, SshKeyAuth,
+    };
+    use crate::bindings::kiln::plugin::git as wit_git;
+
+    /// Clone (or update an earlier clone) through the host's mirror cache.
+    pub fn clone(request: &CloneRequest) -> Result<CommitInfo, Error> {
+        wit_git::clone(request)
+    }
+
+    /// Files changed between the merge base of `base` and `head`, and `head`.
+    pub fn changed_files(
+        repo: &str,
+        base: &str,
+        head: &str,
+        remote: Option<&Remote>,
+    ) -> Result<Vec<Change>, Error> {
+        wit_git::changed_files(repo, base, head, remote)
+    }
+
+    /// The commit a revision names.
+    pub fn resolve(repo: &str, rev: &str) -> Result<CommitInfo, Error> {
+        wit_git::resolve(repo, rev)
+    }
+
+    /// A file's content at a revision; `None` if the commit has no such file.
+    pub fn read_file(repo: &str, rev: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        wit_git::read_file(repo, rev, path)
+    }
+
+    /// Every file path of a revision, sorted.
+    pub fn list_files(repo: &str, rev: &str) -> Result<Vec<String>, Error> {
+        wit_git::list_files(repo, rev)
+    }
+
+    impl From<Error> for crate::StepError {
+        /// Grant, input, credential and trust problems are not retried; network trouble is.
+        fn from(e: Error) -> Self {
+            match e.kind {
+                ErrorKind::Denied | ErrorKind::Auth | ErrorKind::HostKey => {
+                    crate::StepError::Denied(e.message)
+                }
+                ErrorKind::Invalid | ErrorKind::NotFound => crate::StepError::InvalidConfig(e.message),
+                ErrorKind::Unreachable | ErrorKind::Failed => crate::StepError::Failed(e.message),
+            }
+        }
+    }
+}
+
 /// A step plugin. Export it with [`export_plugin!`].
 pub trait Plugin {
     /// Describe the plugin.
@@ -281,6 +338,7 @@ impl<P: Plugin> bindings::Guest for Exported<P> {
                 .map(|c| match c {
                     Capability::WorkspaceWrite => wit::Capability::WorkspaceWrite,
                     Capability::Network => wit::Capability::Network,
+                    Capability::Git => wit::Capability::Git,
                 })
                 .collect(),
         }

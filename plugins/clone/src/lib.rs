@@ -1,0 +1,265 @@
+//! `clone`: clone a git repository into the workspace at a branch, tag or commit, through the
+//! host's git (mirror cache, credentials from the step's secrets, SSH host-key checks).
+//!
+//! ```yaml
+//! - id: src
+//!   uses: clone
+//!   allow: { workspace: write, net: ["github.com:443"] }
+//!   secrets: [GIT_TOKEN]
+//!   with:
+//!     url: https://github.com/acme/app.git
+//!     ref: ${{ event.after }}
+//!     auth: { token: GIT_TOKEN }
+//! ```
+
+use kiln_plugin_sdk::git::{
+    self, BasicAuth, CloneRequest, Credentials, HostKeyCheck, Remote, SshKeyAuth,
+};
+use kiln_plugin_sdk::{
+    Capability, Context, Info, Plugin, Problem, StepError, Value, check_config, json, log,
+    set_output,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Config {
+    url: String,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    path: Option<String>,
+    depth: Option<u32>,
+    #[serde(default)]
+    submodules: bool,
+    auth: Option<Auth>,
+    known_hosts: Option<String>,
+    host_key: Option<OneOrMany>,
+    #[serde(default)]
+    insecure_skip_host_key_check: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Auth {
+    /// Secret holding an HTTPS token.
+    token: Option<String>,
+    /// User name for `token` or `password`.
+    username: Option<String>,
+    /// Secret holding an HTTPS password.
+    password: Option<String>,
+    /// Secret holding an SSH private key.
+    ssh_key: Option<String>,
+    /// Secret holding the SSH key's passphrase.
+    passphrase: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+struct Clone;
+
+impl Plugin for Clone {
+    fn info() -> Info {
+        let secret = |what: &str| {
+            json!({ "type": "string", "description": format!("name of the step secret holding {what}") })
+        };
+        Info::new(
+            "clone",
+            env!("CARGO_PKG_VERSION"),
+            "clone a git repository into the workspace (branch, tag or commit; https or ssh)",
+        )
+        .schema(json!({
+            "type": "object",
+            "properties": {
+                "url": { "type": "string", "description": "clone URL: https://, ssh://, user@host:path, or file:// for local runs" },
+                "ref": { "type": "string", "description": "branch, tag, full ref or commit SHA (default: the remote's default branch)" },
+                "path": { "type": "string", "description": "directory in the workspace (default: the workspace itself)" },
+                "depth": { "type": "integer", "minimum": 1, "description": "fetch only this many commits of history" },
+                "submodules": { "type": "boolean", "description": "clone submodules recursively (default false)" },
+                "auth": {
+                    "type": "object",
+                    "description": "credentials, as names of the step's secrets",
+                    "properties": {
+                        "token": secret("an HTTPS access token"),
+                        "username": { "type": "string", "description": "user name for `token` (default `x-access-token`) or `password`" },
+                        "password": secret("an HTTPS password"),
+                        "ssh-key": secret("an SSH private key (a deploy key)"),
+                        "passphrase": secret("the SSH key's passphrase")
+                    },
+                    "additionalProperties": false
+                },
+                "known-hosts": secret("known_hosts lines for the SSH server"),
+                "host-key": {
+                    "description": "pinned SSH host key(s): `ssh-ed25519 AAAA...` or known_hosts lines",
+                    "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ]
+                },
+                "insecure-skip-host-key-check": { "type": "boolean", "description": "accept any SSH host key (not recommended)" }
+            },
+            "required": ["url"],
+            "additionalProperties": false
+        }))
+        .outputs(&["sha", "ref", "message", "author", "timestamp", "path"])
+        .capability(Capability::WorkspaceWrite)
+        .capability(Capability::Git)
+    }
+
+    fn validate(config: &Value) -> Result<(), Vec<Problem>> {
+        check_config::<Config>(config)?;
+        let mut problems = Vec::new();
+        if let Some(auth) = config.get("auth") {
+            let given: Vec<&str> = ["token", "password", "ssh-key"]
+                .into_iter()
+                .filter(|k| auth.get(k).is_some())
+                .collect();
+            if given.len() > 1 {
+                problems.push(Problem::at(
+                    "/auth",
+                    format!(
+                        "`auth` sets {}; use exactly one of `token`, `password` or `ssh-key`",
+                        given.join(" and ")
+                    ),
+                ));
+            }
+            if given.is_empty() {
+                problems.push(Problem::at(
+                    "/auth",
+                    "`auth` names no credentials; set `token`, `password` or `ssh-key`",
+                ));
+            }
+            if auth.get("passphrase").is_some() && auth.get("ssh-key").is_none() {
+                problems.push(Problem::at(
+                    "/auth/passphrase",
+                    "`passphrase` only applies to `ssh-key`",
+                ));
+            }
+        }
+        let checks: Vec<&str> = ["known-hosts", "host-key", "insecure-skip-host-key-check"]
+            .into_iter()
+            .filter(|k| config.get(k).is_some_and(|v| v != &Value::Bool(false)))
+            .collect();
+        if checks.len() > 1 {
+            problems.push(Problem::at(
+                format!("/{}", checks[1]),
+                format!(
+                    "{} are alternatives; keep one",
+                    checks
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            ));
+        }
+        if let Some(Value::String(url)) = config.get("url")
+            && let Some((_, rest)) = url.split_once("://")
+            && rest.split('/').next().is_some_and(|a| a.contains(':') && a.contains('@'))
+        {
+            problems.push(Problem::at(
+                "/url",
+                "the URL contains a password; remove it and use `auth:` with a secret",
+            ));
+        }
+        if let Some(Value::String(p)) = config.get("path")
+            && p.starts_with('/')
+        {
+            problems.push(Problem::at(
+                "/path",
+                format!("path `{p}` is absolute; use a path relative to the workspace"),
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn run(ctx: Context) -> Result<(), StepError> {
+        let config: Config = ctx.config()?;
+        let path = config.path.clone().unwrap_or_else(|| ".".to_string());
+        let credentials = match config.auth {
+            None => Credentials::None,
+            Some(Auth {
+                token: Some(token),
+                username,
+                ..
+            }) => Credentials::Basic(BasicAuth {
+                username: username.unwrap_or_else(|| "x-access-token".into()),
+                password_secret: token,
+            }),
+            Some(Auth {
+                password: Some(password),
+                username,
+                ..
+            }) => Credentials::Basic(BasicAuth {
+                username: username.unwrap_or_default(),
+                password_secret: password,
+            }),
+            Some(Auth {
+                ssh_key: Some(key),
+                username,
+                passphrase,
+                ..
+            }) => Credentials::SshKey(SshKeyAuth {
+                username,
+                key_secret: key,
+                passphrase_secret: passphrase,
+            }),
+            Some(_) => {
+                return Err(StepError::InvalidConfig(
+                    "`auth` names no credentials; set `token`, `password` or `ssh-key`".into(),
+                ));
+            }
+        };
+        let host_key = if config.insecure_skip_host_key_check {
+            HostKeyCheck::AcceptAny
+        } else if let Some(secret) = config.known_hosts {
+            HostKeyCheck::KnownHostsSecret(secret)
+        } else if let Some(keys) = config.host_key {
+            HostKeyCheck::Pinned(match keys {
+                OneOrMany::One(k) => vec![k],
+                OneOrMany::Many(k) => k,
+            })
+        } else {
+            HostKeyCheck::System
+        };
+        let request = CloneRequest {
+            remote: Remote {
+                url: config.url.clone(),
+                credentials,
+                host_key,
+            },
+            ref_: config.reference.clone(),
+            path: path.clone(),
+            depth: config.depth,
+            submodules: config.submodules,
+        };
+        log::info(&format!(
+            "cloning {} at {} into {path}",
+            config.url,
+            config.reference.as_deref().unwrap_or("the default branch")
+        ));
+        let commit = git::clone(&request)?;
+        let subject = commit.message.lines().next().unwrap_or_default();
+        log::info(&format!(
+            "checked out {} ({}): {subject}",
+            &commit.sha[..commit.sha.len().min(12)],
+            commit.ref_
+        ));
+        set_output("sha", &commit.sha)?;
+        set_output("ref", &commit.ref_)?;
+        set_output("message", &commit.message)?;
+        set_output(
+            "author",
+            &format!("{} <{}>", commit.author_name, commit.author_email),
+        )?;
+        set_output("timestamp", &commit.timestamp)?;
+        set_output("path", &path)
+    }
+}
+
+kiln_plugin_sdk::export_plugin!(Clone);
