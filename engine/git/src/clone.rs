@@ -486,7 +486,13 @@ fn prepare_dest(dest: &Path, url: &RemoteUrl) -> Result<Repository, GitError> {
         }
         Err(e) => return Err(GitError::other(format!("read `{}`", dest.display()), e)),
     }
-    Repository::init(dest).map_err(|e| GitError::other(format!("init `{}`", dest.display()), e))
+    let repo = Repository::init(dest)
+        .map_err(|e| GitError::other(format!("init `{}`", dest.display()), e))?;
+    // `origin` first: a clone that fails later (network, missing ref) leaves a repository that
+    // a retry of the same clone recognizes as its own.
+    repo.remote("origin", &url.to_string())
+        .map_err(|e| GitError::other(format!("init `{}`", dest.display()), e))?;
+    Ok(repo)
 }
 
 fn copy_shallow(mirror: &Path, git_dir: &Path) -> Result<(), GitError> {
@@ -681,6 +687,17 @@ pub(crate) fn explain(
             && (lower.contains("401") || lower.contains("authentication required")))
     {
         return GitError::AuthRequired { url };
+    }
+    // libssh2 cannot tell a wrong passphrase from a key it cannot parse: both are "Unable to
+    // extract public key from private key"; either way the key is the problem, not the network.
+    let key_unreadable = matches!(remote.credentials, Credentials::SshKey { .. })
+        && (lower.contains("private key") || lower.contains("passphrase"));
+    if key_unreadable {
+        return GitError::Auth {
+            url,
+            credentials: remote.credentials.describe(),
+            hint: "the private key could not be opened: check its passphrase, and that it is an OpenSSH or PEM private key".into(),
+        };
     }
     if attempts.auth_rejected
         || e.code() == git2::ErrorCode::Auth
