@@ -741,6 +741,25 @@ fn a_failed_clone_can_be_retried_into_the_same_directory() {
     );
 }
 
+#[test]
+fn a_cancelled_clone_stops_with_cancelled_and_can_be_retried() {
+    let s = Served::new("cancel");
+    let cancel = Cancel::default();
+    cancel.cancel();
+    let options = CloneOptions {
+        remote: Remote::new(url(&s.http_anon())),
+        reference: None,
+        dest: s.dest("ws"),
+        depth: None,
+        submodules: false,
+        authorize: &|_| Ok(()),
+    };
+    let e = s.git.clone_repo(&options, &|_| {}, &cancel).unwrap_err();
+    assert!(matches!(e, GitError::Cancelled(_)), "{e:?}");
+    let c = s.clone(Remote::new(url(&s.http_anon())), None, "ws");
+    assert_cloned_main(&s, &c, "ws");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shallow clones, history, mirror
 
@@ -855,6 +874,65 @@ fn a_depth_1_ssh_clone_then_changed_files_with_an_ancestor_base() {
     };
     let changes = s.git.changed_files(&ws, &base, "HEAD", &access).unwrap();
     assert_eq!(kiln_changes(&changes), git_changes(&s.work, &base, &head));
+}
+
+#[test]
+fn shallow_and_full_clones_share_one_mirror_in_any_order() {
+    let s = Served::new("shallow-then-full");
+    let remote = || Remote::new(url(&s.http_anon()));
+    let c = s.clone_with(remote(), None, "shallow1", Some(1));
+    c.result.unwrap();
+    assert_eq!(
+        git(&s.dest("shallow1"), &["rev-list", "--count", "HEAD"]),
+        "1"
+    );
+    // A new commit, then depth 1 again: the new head, still shallow.
+    let head = s.push_commit("new.txt", "new\n", "third");
+    let c = s.clone_with(remote(), None, "shallow2", Some(1));
+    assert_eq!(c.result.unwrap().sha, head);
+    let ws = s.dest("shallow2");
+    assert!(ws.join(".git/shallow").is_file());
+    assert_eq!(git(&ws, &["rev-list", "--count", "HEAD"]), "1");
+    assert_eq!(git(&ws, &["status", "--porcelain"]), "");
+    git(&ws, &["fsck", "--connectivity-only"]);
+    // A full clone from the shallow mirror: complete history, no shallow file.
+    let c = s.clone(remote(), None, "full");
+    assert_eq!(c.result.unwrap().sha, head);
+    let ws = s.dest("full");
+    assert!(!ws.join(".git/shallow").exists());
+    assert_eq!(git(&ws, &["rev-list", "--count", "HEAD"]), "3");
+    assert_eq!(
+        git(&ws, &["rev-parse", "origin/dev"]),
+        git(&s.bare, &["rev-parse", "dev"])
+    );
+    git(&ws, &["fsck", "--connectivity-only"]);
+    // And a shallow request after that gets the full mirror's history (costs nothing more).
+    let c = s.clone_with(remote(), Some("dev"), "dev", Some(1));
+    assert_eq!(c.result.unwrap().reference, "refs/heads/dev");
+    assert_eq!(s.git.mirrors().unwrap().len(), 1);
+}
+
+#[test]
+fn an_unadvertised_sha_is_fetched_over_ssh_too() {
+    let s = Served::new("ssh-sha");
+    git(&s.work, &["checkout", "-q", "-b", "gone"]);
+    write(&s.work, "gone.txt", "gone\n");
+    git(&s.work, &["add", "."]);
+    git(&s.work, &["commit", "-q", "-m", "gone"]);
+    let hidden = git(&s.work, &["rev-parse", "HEAD"]);
+    git(&s.work, &["push", "-q", "origin", "gone"]);
+    git(&s.work, &["push", "-q", "origin", ":gone"]);
+    let remote = ssh_remote(&s.ssh(), deploy_key(), known_hosts());
+    let c = s.clone(remote.clone(), Some(&hidden), "full");
+    assert_eq!(c.result.unwrap().sha, hidden);
+    let fresh = Git::new(GitConfig {
+        mirror_dir: s.tmp.path().join("mirrors2"),
+        mirror_max_bytes: 1 << 30,
+        allow_local: false,
+    });
+    let c = s.clone_using(&fresh, remote, Some(&hidden), "shallow", Some(1));
+    assert_eq!(c.result.unwrap().sha, hidden);
+    assert!(s.dest("shallow/gone.txt").is_file());
 }
 
 #[test]
