@@ -1,6 +1,6 @@
 //! The git layer against real repositories on disk (`file://`), built with the git CLI.
 //! Network remotes (smart HTTP with basic auth, SSH with deploy keys) are tested end to end in
-//! `tests/all/git.rs` against the servers `scripts/services.sh` starts.
+//! `tests/remote.rs` against the servers `scripts/services.sh` starts.
 
 // Helpers outside `#[test]` functions set up fixtures; a failed setup should panic.
 #![allow(clippy::unwrap_used)]
