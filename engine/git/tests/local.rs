@@ -1,6 +1,6 @@
 //! The git layer against real repositories on disk (`file://`), built with the git CLI.
 //! Network remotes (smart HTTP with basic auth, SSH with deploy keys) are tested end to end in
-//! `tests/all/git.rs` against the servers `scripts/services.sh` starts.
+//! `tests/remote.rs` against the servers `scripts/services.sh` starts.
 
 // Helpers outside `#[test]` functions set up fixtures; a failed setup should panic.
 #![allow(clippy::unwrap_used)]
@@ -152,6 +152,40 @@ fn a_missing_ref_is_an_error_naming_the_url_and_the_known_branches() {
         msg.contains("`nope`") && msg.contains("main") && msg.contains(&f.url()),
         "{msg}"
     );
+}
+
+#[test]
+fn gitattributes_in_the_tree_still_apply_at_checkout() {
+    // Checkout skips libgit2's filters when nothing could configure them; a `.gitattributes`
+    // in the tree (here in a subdirectory) must still convert line endings and expand `ident`.
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.repo.join("win")).unwrap();
+    std::fs::write(
+        f.repo.join("win/.gitattributes"),
+        "*.txt text eol=crlf\n*.id ident\n",
+    )
+    .unwrap();
+    std::fs::write(f.repo.join("win/a.txt"), "one\ntwo\n").unwrap();
+    std::fs::write(f.repo.join("win/b.id"), "$Id$\n").unwrap();
+    std::fs::write(f.repo.join("plain.txt"), "one\ntwo\n").unwrap();
+    git(&f.repo, &["add", "."]);
+    git(&f.repo, &["commit", "-q", "-m", "attributes"]);
+    f.clone(None, "ws").unwrap();
+    let ws = f.root.join("ws");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("win/a.txt")).unwrap(),
+        "one\r\ntwo\r\n"
+    );
+    assert!(
+        std::fs::read_to_string(ws.join("win/b.id"))
+            .unwrap()
+            .starts_with("$Id: "),
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("plain.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+    assert_eq!(git(&ws, &["status", "--porcelain"]), "");
 }
 
 #[test]
