@@ -170,7 +170,7 @@ impl GitScope {
     fn authorize(net: &[String]) -> impl Fn(&RemoteUrl) -> Result<(), GitError> + Sync + '_ {
         move |url: &RemoteUrl| match url.endpoint() {
             None => Ok(()), // local: the git layer applies `allow_local`
-            Some(endpoint) if net.iter().any(|n| *n == endpoint) => Ok(()),
+            Some(endpoint) if net.contains(&endpoint) => Ok(()),
             Some(endpoint) => Err(GitError::Denied(format!(
                 "`{url}` is not in the step's network grants\n  hint: add `allow: {{ net: [\"{endpoint}\"] }}` to the step"
             ))),
@@ -328,5 +328,88 @@ fn commit(c: kiln_git::Commit) -> wit::CommitInfo {
         author_name: c.author_name,
         author_email: c.author_email,
         timestamp: c.timestamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LogSink;
+
+    struct Discard;
+    impl LogSink for Discard {
+        fn line(&self, _: LogStream, _: &str) {}
+    }
+
+    fn scope(workspace: &Path) -> GitScope {
+        GitScope {
+            git: Arc::new(Git::new(kiln_git::GitConfig {
+                mirror_dir: workspace.join("../mirrors"),
+                mirror_max_bytes: 1 << 20,
+                allow_local: false,
+            })),
+            workspace: workspace.to_path_buf(),
+            workspace_write: true,
+            net: vec!["example.com:443".into()],
+            secrets: BTreeMap::from([("TOKEN".into(), "s3cret".into())]),
+            log: StepLog::new(Arc::new(Discard)),
+        }
+    }
+
+    #[test]
+    fn guest_paths_map_into_the_workspace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = scope(tmp.path());
+        assert_eq!(
+            s.host_path("/workspace/src").unwrap(),
+            tmp.path().join("src")
+        );
+        assert_eq!(
+            s.host_path("src/./app").unwrap(),
+            tmp.path().join("src/app")
+        );
+        assert_eq!(s.host_path("/workspace").unwrap(), tmp.path().to_path_buf());
+    }
+
+    #[test]
+    fn paths_leaving_the_workspace_are_denied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = scope(tmp.path());
+        for p in ["../x", "/etc", "/workspace/../x", "/workspacex"] {
+            let e = s.host_path(p).unwrap_err();
+            assert_eq!(e.kind, wit::ErrorKind::Denied, "{p}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_planted_in_the_workspace_cannot_lead_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::os::unix::fs::symlink("/tmp", ws.join("link")).unwrap();
+        let e = scope(&ws).host_path("link/clone").unwrap_err();
+        assert!(e.message.contains("symlink"), "{}", e.message);
+    }
+
+    #[test]
+    fn network_remotes_must_be_granted_and_local_ones_are_left_to_the_git_layer() {
+        let net = vec!["example.com:443".to_string()];
+        let authorize = GitScope::authorize(&net);
+        let ok = RemoteUrl::parse("https://example.com/a.git").unwrap();
+        assert!(authorize(&ok).is_ok());
+        let other = RemoteUrl::parse("git@example.com:a.git").unwrap();
+        let e = authorize(&other).unwrap_err().to_string();
+        assert!(e.contains("net: [\"example.com:22\"]"), "{e}");
+        assert!(authorize(&RemoteUrl::parse("/srv/a.git").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn secrets_are_read_by_name_and_an_unlisted_one_is_denied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = scope(tmp.path());
+        assert_eq!(s.secret("TOKEN", "token").unwrap(), "s3cret");
+        let e = s.secret("OTHER", "token").unwrap_err();
+        assert_eq!(e.kind, wit::ErrorKind::Denied);
+        assert!(!e.message.contains("s3cret"));
     }
 }

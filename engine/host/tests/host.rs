@@ -45,6 +45,7 @@ fn host() -> PluginHost {
         cache_dir: Some(shared_cache()),
         max_instances: 8,
         memory_limit: 128 * MIB,
+        ..HostConfig::default()
     })
     .expect("the host starts")
 }
@@ -99,6 +100,7 @@ fn step(config: Value) -> Step {
             workspace: workspace.path().to_owned(),
             grants: Grants::default(),
             env: Vec::new(),
+            secrets: Default::default(),
             timeout: Some(Duration::from_secs(20)),
             memory_limit: None,
             log: log.clone(),
@@ -645,6 +647,7 @@ async fn dropping_a_running_step_cancels_it_and_frees_its_slot() {
         cache_dir: Some(shared_cache()),
         max_instances: 1,
         memory_limit: 64 * MIB,
+        ..HostConfig::default()
     })
     .expect("host");
     let hostile = load(&host, "hostile").await;

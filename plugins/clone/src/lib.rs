@@ -156,7 +156,8 @@ impl Plugin for Clone {
         }
         if let Some(Value::String(url)) = config.get("url")
             && let Some((_, rest)) = url.split_once("://")
-            && rest.split('/').next().is_some_and(|a| a.contains(':') && a.contains('@'))
+            && rest.split('/').next().and_then(|authority| authority.rsplit_once('@'))
+                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
         {
             problems.push(Problem::at(
                 "/url",
