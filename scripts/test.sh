@@ -16,3 +16,9 @@ step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --release --locked
+step "kiln-nx against real Nx (the corpus answers are re-checked with nx from npm)"
+if command -v node >/dev/null 2>&1; then
+  node engine/nx/tests/corpus/record.mjs --check
+else
+  echo "SKIP: node is not installed, so real Nx cannot run"
+fi
