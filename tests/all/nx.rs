@@ -92,8 +92,8 @@ fn corpus_repo(case: &str, dir: &Path) -> (String, String, BTreeSet<String>) {
     .expect("test fixture");
     let expected = expected["affected"]
         .as_array()
-        .expect("test fixture")
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|v| v.as_str().expect("test fixture").to_owned())
         .collect();
     (base, head, expected)
@@ -287,4 +287,38 @@ fn nx_affected_without_a_base_or_an_event_before_says_what_to_set() {
     let run = run_json(&out);
     let error = step(&run, "affected")["error"].to_string();
     assert!(error.contains("with.base"), "{error}");
+}
+
+#[test]
+fn nx_affected_fails_the_step_on_a_repository_that_is_not_an_nx_workspace_or_has_a_broken_project_json()
+ {
+    let home = tempfile::tempdir().unwrap();
+    for (case, message) in [
+        ("not-an-nx-workspace", "not an nx workspace"),
+        (
+            "error-broken-project-json",
+            "cannot parse `libs/bad/project.json` at 3:3",
+        ),
+    ] {
+        let work = home.path().join(case);
+        let dir = work.join("repo");
+        let (base, head, _) = corpus_repo(case, &dir);
+        let file = pipeline(&work, &format!("file://{}", dir.display()), "");
+        let event = work.join("event.json");
+        std::fs::write(&event, json!({ "before": base, "after": head }).to_string()).unwrap();
+        let out = kiln(home.path())
+            .arg("run")
+            .arg(&file)
+            .arg("--event")
+            .arg(&event)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let run = run_json(&out);
+        assert_eq!(out.status.code(), Some(1), "{case}: {}", text(&out.stderr));
+        let affected = step(&run, "affected");
+        assert_eq!(affected["state"], "failed", "{case}");
+        let error = affected["error"].to_string();
+        assert!(error.contains(message), "{case}: {error}");
+    }
 }
