@@ -170,7 +170,7 @@ impl GitScope {
     fn authorize(net: &[String]) -> impl Fn(&RemoteUrl) -> Result<(), GitError> + Sync + '_ {
         move |url: &RemoteUrl| match url.endpoint() {
             None => Ok(()), // local: the git layer applies `allow_local`
-            Some(endpoint) if net.iter().any(|n| *n == endpoint) => Ok(()),
+            Some(endpoint) if net.contains(&endpoint) => Ok(()),
             Some(endpoint) => Err(GitError::Denied(format!(
                 "`{url}` is not in the step's network grants\n  hint: add `allow: {{ net: [\"{endpoint}\"] }}` to the step"
             ))),
