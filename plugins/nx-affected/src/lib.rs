@@ -22,7 +22,7 @@
 use std::path::PathBuf;
 
 use kiln_nx::{Change, ChangeKind, Project, ProjectType, Snapshot};
-use kiln_plugin_sdk::git::{self, BasicAuth, Credentials, HostKeyCheck, Remote, SshKeyAuth};
+use kiln_plugin_sdk::git::{self, Auth, Credentials, HostKeyCheck, Remote};
 use kiln_plugin_sdk::{
     Capability, Context, Info, Plugin, Problem, StepError, Value, check_config, json, log,
     set_output,
@@ -40,16 +40,6 @@ struct Config {
     include: Option<OneOrMany>,
     #[serde(rename = "type")]
     kind: Option<Kind>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Auth {
-    token: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    ssh_key: Option<String>,
-    passphrase: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -262,37 +252,7 @@ fn remote(config: &Config, dir: &std::path::Path) -> Result<Option<Remote>, Step
     }
     let credentials = match &config.auth {
         None => Credentials::None,
-        Some(Auth {
-            token: Some(token),
-            username,
-            ..
-        }) => Credentials::Basic(BasicAuth {
-            username: username.clone().unwrap_or_else(|| "x-access-token".into()),
-            password_secret: token.clone(),
-        }),
-        Some(Auth {
-            password: Some(password),
-            username,
-            ..
-        }) => Credentials::Basic(BasicAuth {
-            username: username.clone().unwrap_or_default(),
-            password_secret: password.clone(),
-        }),
-        Some(Auth {
-            ssh_key: Some(key),
-            username,
-            passphrase,
-            ..
-        }) => Credentials::SshKey(SshKeyAuth {
-            username: username.clone(),
-            key_secret: key.clone(),
-            passphrase_secret: passphrase.clone(),
-        }),
-        Some(_) => {
-            return Err(StepError::InvalidConfig(
-                "`auth` names no credentials; set `token`, `password` or `ssh-key`".into(),
-            ));
-        }
+        Some(auth) => auth.credentials()?,
     };
     let host_key = match &config.known_hosts {
         Some(secret) => HostKeyCheck::KnownHostsSecret(secret.clone()),
