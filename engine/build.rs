@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// Built-in plugins shipped in the binary: `uses:` name and crate name.
-const BUILTINS: &[&str] = &["echo", "write-file", "clone"];
+const BUILTINS: &[&str] = &["echo", "write-file", "clone", "nx-affected"];
 
 fn main() {
     println!("cargo::rerun-if-env-changed=KILN_PLUGIN_DIR");

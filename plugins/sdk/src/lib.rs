@@ -294,6 +294,54 @@ pub mod git {
         wit_git::list_files(repo, rev)
     }
 
+    /// The `auth:` mapping of a git plugin's config: names of the step's secrets, never values.
+    /// Exactly one of `token`, `password` or `ssh-key`.
+    #[derive(Debug, Clone, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub struct Auth {
+        /// Secret holding an HTTPS token.
+        pub token: Option<String>,
+        /// User name for `token` (default `x-access-token`) or `password`.
+        pub username: Option<String>,
+        /// Secret holding an HTTPS password.
+        pub password: Option<String>,
+        /// Secret holding an SSH private key.
+        pub ssh_key: Option<String>,
+        /// Secret holding the SSH key's passphrase.
+        pub passphrase: Option<String>,
+    }
+
+    impl Auth {
+        /// The [`Credentials`] these names stand for.
+        pub fn credentials(&self) -> Result<Credentials, crate::StepError> {
+            let Auth {
+                token,
+                username,
+                password,
+                ssh_key,
+                passphrase,
+            } = self.clone();
+            match (token, password, ssh_key) {
+                (Some(token), _, _) => Ok(Credentials::Basic(BasicAuth {
+                    username: username.unwrap_or_else(|| "x-access-token".into()),
+                    password_secret: token,
+                })),
+                (None, Some(password), _) => Ok(Credentials::Basic(BasicAuth {
+                    username: username.unwrap_or_default(),
+                    password_secret: password,
+                })),
+                (None, None, Some(key)) => Ok(Credentials::SshKey(SshKeyAuth {
+                    username,
+                    key_secret: key,
+                    passphrase_secret: passphrase,
+                })),
+                (None, None, None) => Err(crate::StepError::InvalidConfig(
+                    "`auth` names no credentials; set `token`, `password` or `ssh-key`".into(),
+                )),
+            }
+        }
+    }
+
     impl From<Error> for crate::StepError {
         /// Grant, input, credential and trust problems are not retried; network trouble is.
         fn from(e: Error) -> Self {
