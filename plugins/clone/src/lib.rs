@@ -47,9 +47,7 @@ struct Clone;
 
 impl Plugin for Clone {
     fn info() -> Info {
-        let secret = |what: &str| {
-            json!({ "type": "string", "description": format!("name of the step secret holding {what}") })
-        };
+        let secret = |what: &str| json!({ "type": "string", "description": format!("name of the step secret holding {what}") });
         Info::new(
             "clone",
             env!("CARGO_PKG_VERSION"),
@@ -63,18 +61,7 @@ impl Plugin for Clone {
                 "path": { "type": "string", "description": "directory in the workspace (default: the workspace itself)" },
                 "depth": { "type": "integer", "minimum": 1, "description": "fetch only this many commits of history" },
                 "submodules": { "type": "boolean", "description": "clone submodules recursively (default false)" },
-                "auth": {
-                    "type": "object",
-                    "description": "credentials, as names of the step's secrets",
-                    "properties": {
-                        "token": secret("an HTTPS access token"),
-                        "username": { "type": "string", "description": "user name for `token` (default `x-access-token`) or `password`" },
-                        "password": secret("an HTTPS password"),
-                        "ssh-key": secret("an SSH private key (a deploy key)"),
-                        "passphrase": secret("the SSH key's passphrase")
-                    },
-                    "additionalProperties": false
-                },
+                "auth": Auth::schema("credentials, as names of the step's secrets"),
                 "known-hosts": secret("known_hosts lines for the SSH server"),
                 "host-key": {
                     "description": "pinned SSH host key(s): `ssh-ed25519 AAAA...` or known_hosts lines",
@@ -94,31 +81,7 @@ impl Plugin for Clone {
         check_config::<Config>(config)?;
         let mut problems = Vec::new();
         if let Some(auth) = config.get("auth") {
-            let given: Vec<&str> = ["token", "password", "ssh-key"]
-                .into_iter()
-                .filter(|k| auth.get(k).is_some())
-                .collect();
-            if given.len() > 1 {
-                problems.push(Problem::at(
-                    "/auth",
-                    format!(
-                        "`auth` sets {}; use exactly one of `token`, `password` or `ssh-key`",
-                        given.join(" and ")
-                    ),
-                ));
-            }
-            if given.is_empty() {
-                problems.push(Problem::at(
-                    "/auth",
-                    "`auth` names no credentials; set `token`, `password` or `ssh-key`",
-                ));
-            }
-            if auth.get("passphrase").is_some() && auth.get("ssh-key").is_none() {
-                problems.push(Problem::at(
-                    "/auth/passphrase",
-                    "`passphrase` only applies to `ssh-key`",
-                ));
-            }
+            problems.extend(Auth::problems(auth, "/auth"));
         }
         let checks: Vec<&str> = ["known-hosts", "host-key", "insecure-skip-host-key-check"]
             .into_iter()
@@ -139,7 +102,10 @@ impl Plugin for Clone {
         }
         if let Some(Value::String(url)) = config.get("url")
             && let Some((_, rest)) = url.split_once("://")
-            && rest.split('/').next().and_then(|authority| authority.rsplit_once('@'))
+            && rest
+                .split('/')
+                .next()
+                .and_then(|authority| authority.rsplit_once('@'))
                 .is_some_and(|(userinfo, _)| userinfo.contains(':'))
         {
             problems.push(Problem::at(

@@ -74,18 +74,7 @@ impl Plugin for NxAffected {
                 "base": { "type": "string", "description": "base commit (default: the event's `before`)" },
                 "head": { "type": "string", "description": "head commit (default: the event's `after`)" },
                 "path": { "type": "string", "description": "the repository (Nx workspace root) in the workspace (default `.`)" },
-                "auth": {
-                    "type": "object",
-                    "description": "credentials for `origin`, to fetch a base missing from a shallow clone",
-                    "properties": {
-                        "token": secret("an HTTPS access token"),
-                        "username": { "type": "string", "description": "user name for `token` (default `x-access-token`) or `password`" },
-                        "password": secret("an HTTPS password"),
-                        "ssh-key": secret("an SSH private key (a deploy key)"),
-                        "passphrase": secret("the SSH key's passphrase")
-                    },
-                    "additionalProperties": false
-                },
+                "auth": Auth::schema("credentials for `origin`, to fetch a base missing from a shallow clone"),
                 "known-hosts": secret("known_hosts lines for `origin`'s SSH server"),
                 "include": {
                     "description": "keep only projects whose name matches one of these globs",
@@ -101,15 +90,23 @@ impl Plugin for NxAffected {
 
     fn validate(config: &Value) -> Result<(), Vec<Problem>> {
         check_config::<Config>(config)?;
+        let mut problems = config
+            .get("auth")
+            .map(|a| Auth::problems(a, "/auth"))
+            .unwrap_or_default();
         if let Some(Value::String(p)) = config.get("path")
             && p.starts_with('/')
         {
-            return Err(vec![Problem::at(
+            problems.push(Problem::at(
                 "/path",
                 format!("path `{p}` is absolute; use a path relative to the workspace"),
-            )]);
+            ));
         }
-        Ok(())
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     fn run(ctx: Context) -> Result<(), StepError> {

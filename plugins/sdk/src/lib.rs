@@ -258,11 +258,11 @@ pub mod log {
 /// Credentials name secrets of the step; the host reads their values, so they never enter the
 /// plugin. Paths are inside the workspace (`/workspace/src` or `src`).
 pub mod git {
+    use crate::bindings::kiln::plugin::git as wit_git;
     pub use crate::bindings::kiln::plugin::git::{
         BasicAuth, Change, ChangeKind, CloneRequest, CommitInfo, Credentials, Error, ErrorKind,
         HostKeyCheck, Remote, SshKeyAuth,
     };
-    use crate::bindings::kiln::plugin::git as wit_git;
 
     /// Clone (or update an earlier clone) through the host's mirror cache.
     pub fn clone(request: &CloneRequest) -> Result<CommitInfo, Error> {
@@ -312,6 +312,55 @@ pub mod git {
     }
 
     impl Auth {
+        /// JSON Schema of the `auth:` mapping, with `description` for the whole.
+        pub fn schema(description: &str) -> crate::Value {
+            let secret = |what: &str| crate::json!({ "type": "string", "description": format!("name of the step secret holding {what}") });
+            crate::json!({
+                "type": "object",
+                "description": description,
+                "properties": {
+                    "token": secret("an HTTPS access token"),
+                    "username": { "type": "string", "description": "user name for `token` (default `x-access-token`) or `password`" },
+                    "password": secret("an HTTPS password"),
+                    "ssh-key": secret("an SSH private key (a deploy key)"),
+                    "passphrase": secret("the SSH key's passphrase")
+                },
+                "additionalProperties": false
+            })
+        }
+
+        /// What is wrong with the `auth:` value at JSON Pointer `at` (shape aside, which
+        /// deserializing checks): none or several kinds of credentials, a stray passphrase.
+        pub fn problems(auth: &crate::Value, at: &str) -> Vec<crate::Problem> {
+            let mut problems = Vec::new();
+            let given: Vec<&str> = ["token", "password", "ssh-key"]
+                .into_iter()
+                .filter(|k| auth.get(k).is_some())
+                .collect();
+            if given.len() > 1 {
+                problems.push(crate::Problem::at(
+                    at,
+                    format!(
+                        "`auth` sets {}; use exactly one of `token`, `password` or `ssh-key`",
+                        given.join(" and ")
+                    ),
+                ));
+            }
+            if given.is_empty() {
+                problems.push(crate::Problem::at(
+                    at,
+                    "`auth` names no credentials; set `token`, `password` or `ssh-key`",
+                ));
+            }
+            if auth.get("passphrase").is_some() && auth.get("ssh-key").is_none() {
+                problems.push(crate::Problem::at(
+                    format!("{at}/passphrase"),
+                    "`passphrase` only applies to `ssh-key`",
+                ));
+            }
+            problems
+        }
+
         /// The [`Credentials`] these names stand for.
         pub fn credentials(&self) -> Result<Credentials, crate::StepError> {
             let Auth {
@@ -349,7 +398,9 @@ pub mod git {
                 ErrorKind::Denied | ErrorKind::Auth | ErrorKind::HostKey => {
                     crate::StepError::Denied(e.message)
                 }
-                ErrorKind::Invalid | ErrorKind::NotFound => crate::StepError::InvalidConfig(e.message),
+                ErrorKind::Invalid | ErrorKind::NotFound => {
+                    crate::StepError::InvalidConfig(e.message)
+                }
                 ErrorKind::Unreachable | ErrorKind::Failed => crate::StepError::Failed(e.message),
             }
         }
