@@ -569,15 +569,9 @@ impl<E: Executor> Scheduler<E> {
             steps.insert(upstream.id.value.clone(), json!({ "outputs": outputs }));
         }
         roots.insert("steps".into(), Value::Object(steps));
-        let secrets: Map<String, Value> = step
-            .secrets
-            .iter()
-            .filter_map(|n| {
-                self.options
-                    .secrets
-                    .get(&n.value)
-                    .map(|v| (n.value.clone(), Value::String(v.clone())))
-            })
+        let secrets: Map<String, Value> = step_secrets(step, &self.options.secrets)
+            .into_iter()
+            .map(|(name, value)| (name, Value::String(value)))
             .collect();
         roots.insert("secrets".into(), Value::Object(secrets));
         Scope { roots, status }
@@ -701,6 +695,15 @@ struct UnitJob<E> {
     pipeline_env: Map<String, Value>,
 }
 
+/// The secrets a step lists, with their values: all a step (its expressions, and host
+/// interfaces acting for its plugin) may see.
+fn step_secrets(step: &Step, all: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    step.secrets
+        .iter()
+        .filter_map(|n| all.get(&n.value).map(|v| (n.value.clone(), v.clone())))
+        .collect()
+}
+
 async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
     let UnitJob {
         unit,
@@ -730,16 +733,7 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
         net: step.allow.net.iter().map(|n| n.value.clone()).collect(),
     };
     // The step's own secrets, for host interfaces that read them by name (git credentials).
-    let secrets: BTreeMap<String, String> = step
-        .secrets
-        .iter()
-        .filter_map(|n| {
-            options
-                .secrets
-                .get(&n.value)
-                .map(|v| (n.value.clone(), v.clone()))
-        })
-        .collect();
+    let secrets = step_secrets(&step, &options.secrets);
     let log: Arc<dyn LogSink> = Arc::new(UnitLog {
         id: record.id.clone(),
         events: events.clone(),

@@ -495,7 +495,8 @@ fn prepare_dest(dest: &Path, url: &RemoteUrl) -> Result<Repository, GitError> {
     Ok(repo)
 }
 
-fn copy_shallow(mirror: &Path, git_dir: &Path) -> Result<(), GitError> {
+/// Gives a repository the mirror's shallow boundary, or none when the mirror is complete.
+pub(crate) fn copy_shallow(mirror: &Path, git_dir: &Path) -> Result<(), GitError> {
     let from = mirror.join("shallow");
     let to = git_dir.join("shallow");
     if from.is_file() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use git2::{Delta, DiffFindOptions, ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 
-use crate::clone::{Want, commit_info, is_full_sha};
+use crate::clone::{Want, commit_info, copy_shallow, is_full_sha};
 use crate::mirror::link_objects;
 use crate::{Cancel, Commit, Git, GitError, Progress, Remote, RemoteUrl};
 
@@ -189,13 +189,7 @@ impl Git {
             );
         }
         link_objects(&mirror.path.join("objects"), &repo.path().join("objects"))?;
-        let shallow = repo.path().join("shallow");
-        if mirror.path.join("shallow").is_file() {
-            std::fs::copy(mirror.path.join("shallow"), &shallow)
-                .map_err(|e| GitError::other("copy shallow", e))?;
-        } else if shallow.exists() {
-            std::fs::remove_file(&shallow).map_err(|e| GitError::other("remove shallow", e))?;
-        }
+        copy_shallow(&mirror.path, repo.path())?;
         Ok(())
     }
 

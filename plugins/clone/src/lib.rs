@@ -14,8 +14,8 @@
 
 use kiln_plugin_sdk::git::{self, Auth, CloneRequest, Credentials, HostKeyCheck, Remote};
 use kiln_plugin_sdk::{
-    Capability, Context, Info, Plugin, Problem, StepError, Value, check_config, json, log,
-    set_output,
+    Capability, Context, Info, Plugin, Problem, StepError, Value, check_config,
+    check_relative_path, json, log, no_problems, set_output,
 };
 use serde::Deserialize;
 
@@ -113,19 +113,8 @@ impl Plugin for Clone {
                 "the URL contains a password; remove it and use `auth:` with a secret",
             ));
         }
-        if let Some(Value::String(p)) = config.get("path")
-            && p.starts_with('/')
-        {
-            problems.push(Problem::at(
-                "/path",
-                format!("path `{p}` is absolute; use a path relative to the workspace"),
-            ));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+        problems.extend(check_relative_path(config, "path"));
+        no_problems(problems)
     }
 
     fn run(ctx: Context) -> Result<(), StepError> {

@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use kiln_nx::{Change, ChangeKind, Project, ProjectType, Snapshot};
 use kiln_plugin_sdk::git::{self, Auth, Credentials, HostKeyCheck, Remote};
 use kiln_plugin_sdk::{
-    Capability, Context, Info, Plugin, Problem, StepError, Value, check_config, json, log,
-    set_output,
+    Capability, Context, Info, Plugin, Problem, StepError, Value, check_config,
+    check_relative_path, json, log, no_problems, set_output,
 };
 use serde::Deserialize;
 
@@ -94,19 +94,8 @@ impl Plugin for NxAffected {
             .get("auth")
             .map(|a| Auth::problems(a, "/auth"))
             .unwrap_or_default();
-        if let Some(Value::String(p)) = config.get("path")
-            && p.starts_with('/')
-        {
-            problems.push(Problem::at(
-                "/path",
-                format!("path `{p}` is absolute; use a path relative to the workspace"),
-            ));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+        problems.extend(check_relative_path(config, "path"));
+        no_problems(problems)
     }
 
     fn run(ctx: Context) -> Result<(), StepError> {

@@ -208,6 +208,26 @@ pub fn check_config<T: DeserializeOwned>(config: &Value) -> Result<(), Vec<Probl
     }
 }
 
+/// A problem when the string at `config[key]` is an absolute path: workspace paths are relative.
+pub fn check_relative_path(config: &Value, key: &str) -> Option<Problem> {
+    match config.get(key) {
+        Some(Value::String(p)) if p.starts_with('/') => Some(Problem::at(
+            format!("/{key}"),
+            format!("{key} `{p}` is absolute; use a path relative to the workspace"),
+        )),
+        _ => None,
+    }
+}
+
+/// `Ok` when no problem was found: the end of a `validate` that collects every problem.
+pub fn no_problems(problems: Vec<Problem>) -> Result<(), Vec<Problem>> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 fn pointer_of(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();

@@ -1,8 +1,8 @@
 //! `write-file`: write text to a file in the workspace, creating its parent directories.
 
 use kiln_plugin_sdk::{
-    Capability, Context, Info, Plugin, Problem, StepError, Value, check_config, json, log,
-    set_output,
+    Capability, Context, Info, Plugin, Problem, StepError, Value, check_config,
+    check_relative_path, json, log, set_output,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -38,11 +38,10 @@ impl Plugin for WriteFile {
 
     fn validate(config: &Value) -> Result<(), Vec<Problem>> {
         check_config::<Config>(config)?;
+        if let Some(problem) = check_relative_path(config, "path") {
+            return Err(vec![problem]);
+        }
         match config.get("path").and_then(Value::as_str) {
-            Some(p) if p.starts_with('/') => Err(vec![Problem::at(
-                "/path",
-                format!("path `{p}` is absolute; use a path relative to the workspace"),
-            )]),
             Some("") => Err(vec![Problem::at(
                 "/path",
                 "path is empty; name a file in the workspace",
