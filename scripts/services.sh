@@ -7,10 +7,16 @@
 #   scripts/services.sh env [SERVICE...]    `export NAME=value` lines for the tests
 #   scripts/services.sh check [SERVICE...]  smoke-test the running servers with their clients
 #
-# Services: git (smart-HTTP through nginx + fcgiwrap + git http-backend, and sshd with git-shell).
-# State (configs, keys, logs, pid files, repos) lives in $KILN_SERVICES_DIR, default
-# <repo>/target/services; nothing is written outside it except Debian packages installed with apt
-# and the /run/sshd directory Debian's sshd insists on.
+# Services:
+#   git       smart-HTTP through nginx + fcgiwrap + git http-backend, and sshd with git-shell
+#   docker    Debian's dockerd 20.10 (built-in BuildKit) and its own containerd on a private unix
+#             socket, no bridge; a local base image kiln.local/busybox:latest (needs root)
+#   registry  two Docker registries (distribution 2.8) on 127.0.0.1: anonymous, and htpasswd auth
+# State (configs, keys, logs, pid files, repos, images) lives in $KILN_SERVICES_DIR, default
+# <repo>/target/services; nothing is written outside it except Debian packages installed with apt,
+# the /run/sshd directory Debian's sshd insists on, dockerd's trust key /etc/docker/key.json
+# (20.10 has no flag to move it), containerd's shim sockets in /run/containerd/s, and docker's
+# exec-root /run/kiln-docker-<hash> when $KILN_SERVICES_DIR is too long for unix socket paths.
 #
 # Adding a service NAME: append it to SERVICES and define
 # svc_NAME_{packages,up,down,status,env,check}.
@@ -25,7 +31,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${KILN_SERVICES_DIR:-$ROOT/target/services}
 case "$STATE" in /*) ;; *) STATE="$PWD/$STATE" ;; esac
-SERVICES=(git)
+SERVICES=(git docker registry)
 case "$STATE" in
   *[[:space:]\;\'\"\$]*) printf '[services] error: unsupported characters in %s\n' "$STATE" >&2; exit 1 ;;
 esac
@@ -68,7 +74,9 @@ ensure_packages() {
     while read -r pair; do
       [ -n "$pair" ] || continue
       cmd=${pair%%:*} pkg=${pair#*:}
-      if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then missing+=("$pkg"); fi
+      if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ] && [[ " ${missing[*]} " != *" $pkg "* ]]; then
+        missing+=("$pkg")
+      fi
     done < <("svc_${svc}_packages")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -560,6 +568,437 @@ svc_git_check() {
     git -C "$t/f" -c protocol.version=0 fetch -q --depth=1 "$KILN_GIT_HTTP_ANON_URL/$name" "$sha"
   expect ok "ssh fetch of an unreferenced commit by SHA (protocol v0)" env GIT_SSH_COMMAND="$ssh_ok" \
     git -C "$t/f" -c protocol.version=0 fetch -q --depth=1 "$KILN_GIT_SSH_URL/$name" "$sha"
+  return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# docker: Debian's dockerd 20.10 (built-in BuildKit) with its own containerd, on a private socket
+#
+# Layout under $STATE/docker:
+#   docker.sock            the Engine API (KILN_DOCKER_HOST=unix://...)
+#   data/                  --data-root (images, layers; containerd's root in data/containerd)
+#   dockerd.log, containerd.log, containerd.toml, daemon.json, pid files
+#   exec-root              the path of dockerd's --exec-root and containerd's sockets (see below)
+#   env.sh, env.json       what `env` prints
+#
+# dockerd would silently use a system containerd when /run/containerd/containerd.sock exists, so
+# we start our own containerd (its config, root and sockets ours) and pass it with --containerd.
+# Unix socket paths are limited to 107 bytes: --exec-root is $STATE/docker/exec when that is
+# short enough, otherwise /run/kiln-docker-<hash of $STATE> (the docker socket goes there too when
+# $STATE/docker/docker.sock is too long). Also outside $STATE: the shim sockets containerd keeps
+# in /run/containerd/s (named by a hash of our containerd's address: no clash with a system one)
+# and dockerd 20.10's trust key /etc/docker/key.json (no flag moves it in 20.10).
+# Debian installs dockerd as /usr/sbin/dockerd.
+# Only network `none` and `host` exist (--bridge none): containers and builds must use one.
+# /usr/bin/docker is Debian's 20.10 client; /usr/local/bin/docker, if present, is another one.
+#
+# The base image kiln.local/busybox:latest is made locally (`docker import` of a busybox-static
+# rootfs): no registry is reachable to pull from.
+
+DOCKER_BIN=/usr/bin/docker
+KILN_BASE_IMAGE=kiln.local/busybox:latest
+
+svc_docker_packages() {
+  cat <<'EOF'
+/usr/sbin/dockerd:docker.io
+/usr/bin/docker:docker.io
+/usr/bin/containerd:containerd
+/usr/bin/containerd-shim-runc-v2:containerd
+/usr/sbin/runc:runc
+/bin/busybox:busybox-static
+EOF
+}
+
+docker_dirs() {
+  D="$STATE/docker"
+  DX="$D/exec"
+  # the longest socket under exec-root: containerd/containerd.sock.ttrpc
+  if [ "$((${#DX} + 32))" -gt 100 ]; then
+    DX="/run/kiln-docker-$(printf '%s' "$STATE" | sha256sum | cut -c1-12)"
+  fi
+  DSOCK="$D/docker.sock"
+  if [ "$((${#DSOCK}))" -gt 100 ]; then DSOCK="$DX/docker.sock"; fi
+  DCSOCK="$DX/containerd/containerd.sock"
+}
+
+# docker CLI (Debian's client) against our daemon
+dock() { DOCKER_CONFIG="$D/client" "$DOCKER_BIN" -H "unix://$DSOCK" "$@"; }
+
+docker_containerd_up() {
+  if pid_alive "$D/containerd.pid" containerd; then return; fi
+  stop_pid "$D/containerd.pid" containerd group
+  mkdir -p "$DX/containerd" "$D/data/containerd"
+  cat >"$D/containerd.toml" <<EOF
+# generated by scripts/services.sh
+version = 2
+root = "$D/data/containerd"
+state = "$DX/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$DCSOCK"
+[ttrpc]
+  address = "$DCSOCK.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$D/data/containerd/opt"
+EOF
+  rm -f "$DCSOCK" "$DCSOCK.ttrpc"
+  (run_closed setsid /usr/bin/containerd --config "$D/containerd.toml") >>"$D/containerd.log" 2>&1 &
+  echo $! >"$D/containerd.pid"
+  for _ in $(seq 100); do [ -S "$DCSOCK" ] && break; sleep 0.1; done
+  if [ ! -S "$DCSOCK" ] || ! pid_alive "$D/containerd.pid" containerd; then
+    die "containerd did not start (see $D/containerd.log)"
+  fi
+}
+
+docker_daemon_up() {
+  if pid_alive "$D/dockerd.pid" dockerd && dock version >/dev/null 2>&1; then
+    log "docker: dockerd already running on $DSOCK"
+    return
+  fi
+  stop_pid "$D/dockerd.pid" dockerd group
+  mkdir -p "$D/data" "$DX" "$D/client"
+  echo "$DX" >"$D/exec-root"
+  # an empty daemon.json: no /etc/docker/daemon.json of the machine applies
+  [ -s "$D/daemon.json" ] || echo '{}' >"$D/daemon.json"
+  docker_containerd_up
+  rm -f "$DSOCK"
+  (run_closed setsid /usr/sbin/dockerd \
+    --host "unix://$DSOCK" \
+    --config-file "$D/daemon.json" \
+    --containerd "$DCSOCK" \
+    --data-root "$D/data" \
+    --exec-root "$DX" \
+    --pidfile "$D/dockerd.pid.daemon" \
+    --storage-driver overlay2 \
+    --bridge none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false) \
+    >>"$D/dockerd.log" 2>&1 &
+  echo $! >"$D/dockerd.pid"
+  local i
+  for i in $(seq 300); do
+    if dock version >/dev/null 2>&1; then break; fi
+    if ! pid_alive "$D/dockerd.pid" dockerd; then
+      die "dockerd exited while starting (see $D/dockerd.log)"
+    fi
+    if [ "$i" = 300 ]; then die "dockerd does not answer on $DSOCK after 30 s (see $D/dockerd.log)"; fi
+    sleep 0.1
+  done
+  log "docker: dockerd $(dock version -f '{{.Server.Version}}') on $DSOCK"
+}
+
+# kiln.local/busybox:latest from busybox-static, unless the image exists.
+docker_base_image() {
+  if dock image inspect "$KILN_BASE_IMAGE" >/dev/null 2>&1; then return; fi
+  local r a
+  r=$(mktemp -d)
+  mkdir -p "$r/bin" "$r/etc" "$r/tmp" "$r/root" "$r/proc" "$r/sys" "$r/dev"
+  chmod 1777 "$r/tmp"
+  cp /bin/busybox "$r/bin/busybox"
+  # relative links (what `busybox --install -s` would make inside the image, not on the host)
+  for a in $(/bin/busybox --list); do
+    [ "$a" = busybox ] || ln -s busybox "$r/bin/$a"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$r/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
+  tar -C "$r" --numeric-owner --owner=0 --group=0 -cf - . |
+    dock import -c 'ENV PATH=/bin' -c 'CMD ["sh"]' - "$KILN_BASE_IMAGE" >/dev/null ||
+    { rm -rf "$r"; die "docker import of $KILN_BASE_IMAGE failed (see $D/dockerd.log)"; }
+  rm -rf "$r"
+  log "docker: made $KILN_BASE_IMAGE from busybox-static"
+}
+
+svc_docker_up() {
+  docker_dirs
+  if [ "$(id -u)" != 0 ]; then die "docker: dockerd needs root (run scripts/services.sh as root)"; fi
+  mkdir -p "$D"
+  docker_daemon_up
+  docker_base_image
+  write_env_files docker
+}
+
+# Containerd shims of our containerd (they outlive it when a container still runs).
+docker_shims() {
+  local p
+  for p in /proc/[0-9]*; do
+    case "$(cat "$p/comm" 2>/dev/null)" in containerd-shim*) ;; *) continue ;; esac
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$DCSOCK"; then echo "${p#/proc/}"; fi
+  done
+}
+
+svc_docker_down() {
+  docker_dirs
+  local pid mnt
+  if pid_alive "$D/dockerd.pid" dockerd; then
+    # test containers are disposable: kill them rather than wait out their 10 s stop timeout
+    # (dockerd's shutdown waits for the longest of --shutdown-timeout and theirs)
+    # shellcheck disable=SC2046
+    dock kill $(dock ps -q 2>/dev/null) >/dev/null 2>&1 || true
+    pid=$(cat "$D/dockerd.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 200); do pid_alive "$D/dockerd.pid" dockerd || break; sleep 0.1; done
+  fi
+  stop_pid "$D/dockerd.pid" dockerd group
+  stop_pid "$D/containerd.pid" containerd group
+  for pid in $(docker_shims); do kill -KILL "$pid" 2>/dev/null || true; done
+  # mounts a killed daemon left behind (container rootfs, netns), innermost first
+  awk -v a="$D/data/" -v b="$DX/" 'index($2, a) == 1 || index($2, b) == 1 { print $2 }' /proc/self/mounts |
+    sort -r | while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
+  rm -f "$DSOCK" "$D/dockerd.pid.daemon"
+}
+
+svc_docker_status() {
+  docker_dirs
+  local rc=0
+  if pid_alive "$D/containerd.pid" containerd; then
+    printf 'docker  %-10s running  pid %s  socket %s\n' containerd "$(cat "$D/containerd.pid")" "$DCSOCK"
+  else
+    printf 'docker  %-10s stopped\n' containerd
+    rc=3
+  fi
+  if pid_alive "$D/dockerd.pid" dockerd; then
+    printf 'docker  %-10s running  pid %s  socket %s\n' dockerd "$(cat "$D/dockerd.pid")" "$DSOCK"
+  else
+    printf 'docker  %-10s stopped\n' dockerd
+    rc=3
+  fi
+  return "$rc"
+}
+
+svc_docker_env() {
+  docker_dirs
+  cat <<EOF
+KILN_DOCKER_HOST=unix://$DSOCK
+KILN_DOCKER_CLI=$DOCKER_BIN
+KILN_BASE_IMAGE=$KILN_BASE_IMAGE
+KILN_DOCKER_ENV_JSON=$D/env.json
+EOF
+}
+
+# check_expect DESCRIPTION COMMAND...: print ok/FAIL with the command's output on a failure.
+check_expect() {
+  local what=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    printf 'ok    %s\n' "$what"
+  else
+    printf 'FAIL  %s\n' "$what"
+    printf '%s\n' "$out" | sed 's/^/      /'
+    return 1
+  fi
+}
+
+svc_docker_check() {
+  docker_dirs
+  local rc=0 out
+  check_expect "docker version (client $DOCKER_BIN, daemon on $DSOCK)" dock version || rc=1
+  check_expect "$KILN_BASE_IMAGE exists" dock image inspect "$KILN_BASE_IMAGE" || rc=1
+  if out=$(dock run --rm --network none "$KILN_BASE_IMAGE" echo ok 2>&1) && [ "$out" = ok ]; then
+    printf 'ok    docker run --network none %s echo ok\n' "$KILN_BASE_IMAGE"
+  else
+    printf 'FAIL  docker run --network none %s echo ok: containers cannot run here\n' "$KILN_BASE_IMAGE"
+    printf '%s\n' "$out" | sed 's/^/      /'
+    rc=1
+  fi
+  # BuildKit: dockerd 20.10's built-in one; Debian's 20.10 client speaks to it without buildx
+  check_expect "BuildKit build (DOCKER_BUILDKIT=1, FROM $KILN_BASE_IMAGE, RUN)" \
+    env DOCKER_BUILDKIT=1 DOCKER_CONFIG="$D/client" "$DOCKER_BIN" -H "unix://$DSOCK" \
+    build --progress plain --network none -t kiln.local/check:latest - \
+    <<<"$(printf 'FROM %s\nRUN echo hi > /hi\n' "$KILN_BASE_IMAGE")" || rc=1
+  if out=$(dock run --rm --network none kiln.local/check:latest cat /hi 2>&1) && [ "$out" = hi ]; then
+    printf 'ok    the built image has /hi\n'
+  else
+    printf 'FAIL  the built image has /hi\n'
+    printf '%s\n' "$out" | sed 's/^/      /'
+    rc=1
+  fi
+  dock image rm kiln.local/check:latest >/dev/null 2>&1 || true
+  return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# registry: two Docker registries (distribution 2.8) on 127.0.0.1, filesystem storage
+#
+# Layout under $STATE/registry:
+#   anon/                  no auth: config.yml, data/, registry.log, pid, port
+#   auth/                  basic auth (htpasswd, bcrypt), user kiln, a new random password in
+#                          auth/password at each start
+#   env.sh, env.json       what `env` prints
+# Debian's /etc/docker/registry/config.yml is not used (all interfaces, a directory as htpasswd).
+
+svc_registry_packages() {
+  cat <<'EOF'
+/usr/bin/docker-registry:docker-registry
+htpasswd:apache2-utils
+skopeo:skopeo
+curl:curl
+EOF
+}
+
+registry_dirs() {
+  R="$STATE/registry"
+}
+
+# registry_instance_up NAME: start $R/NAME (auth when NAME is auth) unless it runs.
+registry_instance_up() {
+  local name=$1 dir="$R/$1" port attempt auth=""
+  if pid_alive "$dir/registry.pid" docker-registry; then
+    log "registry: $name already running on port $(cat "$dir/port")"
+    return
+  fi
+  stop_pid "$dir/registry.pid" docker-registry group
+  mkdir -p "$dir/data"
+  if [ "$name" = auth ]; then
+    random_secret >"$dir/password"
+    chmod 600 "$dir/password"
+    htpasswd -Bbn kiln "$(cat "$dir/password")" >"$dir/htpasswd"
+    auth="auth:
+  htpasswd:
+    realm: kiln-registry
+    path: $dir/htpasswd"
+  fi
+  for attempt in 1 2 3 4 5; do
+    port=$(pick_port "$dir/port")
+    cat >"$dir/config.yml" <<EOF
+# generated by scripts/services.sh
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port
+  secret: $(random_secret)
+$auth
+EOF
+    (run_closed setsid /usr/bin/docker-registry serve "$dir/config.yml") >>"$dir/registry.log" 2>&1 &
+    echo $! >"$dir/registry.pid"
+    if wait_port "$port" && pid_alive "$dir/registry.pid" docker-registry; then
+      echo "$port" >"$dir/port"
+      log "registry: $name on 127.0.0.1:$port"
+      return
+    fi
+    stop_pid "$dir/registry.pid" docker-registry group
+    log "registry: $name could not start on port $port (attempt $attempt), trying another"
+    rm -f "$dir/port"
+  done
+  die "registry $name did not start (see $dir/registry.log)"
+}
+
+svc_registry_up() {
+  registry_dirs
+  mkdir -p "$R"
+  registry_instance_up anon
+  registry_instance_up auth
+  write_env_files registry
+}
+
+svc_registry_down() {
+  registry_dirs
+  stop_pid "$R/anon/registry.pid" docker-registry group
+  stop_pid "$R/auth/registry.pid" docker-registry group
+}
+
+svc_registry_status() {
+  registry_dirs
+  local rc=0 name
+  for name in anon auth; do
+    if pid_alive "$R/$name/registry.pid" docker-registry; then
+      printf 'registry  %-5s running  pid %s  127.0.0.1:%s\n' "$name" "$(cat "$R/$name/registry.pid")" \
+        "$(cat "$R/$name/port")"
+    else
+      printf 'registry  %-5s stopped\n' "$name"
+      rc=3
+    fi
+  done
+  return "$rc"
+}
+
+svc_registry_env() {
+  registry_dirs
+  cat <<EOF
+KILN_REGISTRY=127.0.0.1:$(cat "$R/anon/port")
+KILN_REGISTRY_AUTH=127.0.0.1:$(cat "$R/auth/port")
+KILN_REGISTRY_USER=kiln
+KILN_REGISTRY_PASSWORD=$(cat "$R/auth/password")
+KILN_REGISTRY_ENV_JSON=$R/env.json
+EOF
+}
+
+# http_code URL [curl args...]: the HTTP status of a GET
+http_code() {
+  local url=$1
+  shift
+  curl -sS -o /dev/null -w '%{http_code}' "$@" "$url"
+}
+
+svc_registry_check() {
+  registry_dirs
+  local rc=0 anon auth pw code tag cfg
+  anon=127.0.0.1:$(cat "$R/anon/port")
+  auth=127.0.0.1:$(cat "$R/auth/port")
+  pw=$(cat "$R/auth/password")
+  expect_code() {   # expect_code WANT DESCRIPTION URL [curl args]
+    local want=$1 what=$2
+    shift 2
+    code=$(http_code "$@" 2>&1) || true
+    if [ "$code" = "$want" ]; then printf 'ok    %s\n' "$what"; else
+      printf 'FAIL  %s (HTTP %s, expected %s)\n' "$what" "$code" "$want"
+      rc=1
+    fi
+  }
+  expect_code 200 "GET http://$anon/v2/ (anonymous registry)" "http://$anon/v2/"
+  expect_code 401 "GET http://$auth/v2/ without credentials is refused (401)" "http://$auth/v2/"
+  expect_code 401 "GET http://$auth/v2/ with a wrong password is refused (401)" "http://$auth/v2/" -u kiln:wrong
+  expect_code 200 "GET http://$auth/v2/ with credentials" "http://$auth/v2/" -u "kiln:$pw"
+
+  if ! (svc_docker_status >/dev/null 2>&1); then
+    log "registry: docker is not running: push checks skipped (scripts/services.sh up docker)"
+    return "$rc"
+  fi
+  docker_dirs
+  # a client config of our own: never the user's ~/.docker
+  cfg=$(mktemp -d "$R/docker-config.XXXXXX")
+  tag="selftest-$$"
+  # shellcheck disable=SC2317  # called through check_expect
+  dockc() { DOCKER_CONFIG="$cfg" "$DOCKER_BIN" -H "unix://$DSOCK" "$@"; }
+  # shellcheck disable=SC2317
+  push_anon() {
+    dockc tag "$KILN_BASE_IMAGE" "$anon/kiln/busybox:$tag" && dockc push "$anon/kiln/busybox:$tag" &&
+      dockc image rm "$anon/kiln/busybox:$tag"
+  }
+  # shellcheck disable=SC2317
+  login_auth() { printf '%s' "$pw" | dockc login -u kiln --password-stdin "$auth"; }
+  check_expect "docker push $anon/kiln/busybox:$tag" push_anon || rc=1
+  check_expect "skopeo inspect docker://$anon/kiln/busybox:$tag" \
+    skopeo inspect --tls-verify=false "docker://$anon/kiln/busybox:$tag" || rc=1
+  if dockc tag "$KILN_BASE_IMAGE" "$auth/kiln/busybox:$tag" && ! dockc push "$auth/kiln/busybox:$tag" >/dev/null 2>&1; then
+    printf 'ok    docker push to %s without login is refused\n' "$auth"
+  else
+    printf 'FAIL  docker push to %s without login is refused\n' "$auth"
+    rc=1
+  fi
+  check_expect "docker login $auth (DOCKER_CONFIG in $R)" login_auth || rc=1
+  check_expect "docker push $auth/kiln/busybox:$tag" dockc push "$auth/kiln/busybox:$tag" || rc=1
+  check_expect "skopeo inspect --creds docker://$auth/kiln/busybox:$tag" \
+    skopeo inspect --tls-verify=false --creds "kiln:$pw" "docker://$auth/kiln/busybox:$tag" || rc=1
+  if ! skopeo inspect --tls-verify=false "docker://$auth/kiln/busybox:$tag" >/dev/null 2>&1; then
+    printf 'ok    skopeo inspect without --creds is refused\n'
+  else
+    printf 'FAIL  skopeo inspect without --creds is refused\n'
+    rc=1
+  fi
+  dockc image rm "$auth/kiln/busybox:$tag" >/dev/null 2>&1 || true
+  rm -rf "$cfg"
   return "$rc"
 }
 

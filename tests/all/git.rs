@@ -8,31 +8,12 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::{kiln, repo, run_json, step, text};
+use crate::support::{kiln, run_json, services_env, step, text};
 
 /// The variables of `scripts/services.sh env git`, with the servers running.
 fn services() -> &'static HashMap<String, String> {
     static SERVICES: OnceLock<HashMap<String, String>> = OnceLock::new();
-    SERVICES.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/services.sh"))
-            .args(["up", "git"])
-            .current_dir(repo())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("scripts/services.sh runs");
-        assert!(
-            out.status.success(),
-            "`scripts/services.sh up git` failed; these tests need the git servers\n{}\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        let json = std::env::var_os("KILN_SERVICES_DIR")
-            .map(|d| PathBuf::from(d).join("git/env.json"))
-            .unwrap_or_else(|| repo().join("target/services/git/env.json"));
-        let body = std::fs::read_to_string(&json).expect("services env.json");
-        serde_json::from_str(&body).expect("services env.json is JSON")
-    })
+    SERVICES.get_or_init(|| services_env("git").into_iter().collect())
 }
 
 fn var(name: &str) -> String {

@@ -1,7 +1,9 @@
 //! Shared helpers: run the CLI, find the repo and the built test plugins.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -58,4 +60,43 @@ pub fn step<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
         .as_array()
         .and_then(|s| s.iter().find(|s| s["id"] == id))
         .unwrap_or_else(|| panic!("no step `{id}` in {run:#}"))
+}
+
+/// The variables of `scripts/services.sh env NAME` (`git`, `docker`, `registry`), with the
+/// service running: the first call for a service in this process runs
+/// `scripts/services.sh up NAME` (idempotent, and serialised with other processes by the script's
+/// lock), then reads `$KILN_SERVICES_DIR/NAME/env.json` (default `target/services/NAME/env.json`).
+/// Fails the test, with the script's output, when the service cannot start.
+pub fn services_env(name: &str) -> BTreeMap<String, String> {
+    static STARTED: OnceLock<Mutex<HashMap<String, BTreeMap<String, String>>>> = OnceLock::new();
+    // Held while a service starts: threads of this process wait for one `up` instead of racing.
+    let mut started = STARTED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(vars) = started.get(name) {
+        return vars.clone();
+    }
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/services.sh"))
+        .args(["up", name])
+        .current_dir(repo())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("scripts/services.sh runs");
+    assert!(
+        out.status.success(),
+        "`scripts/services.sh up {name}` failed; these tests need the service\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let json = std::env::var_os("KILN_SERVICES_DIR")
+        .map(|d| PathBuf::from(d).join(name).join("env.json"))
+        .unwrap_or_else(|| repo().join("target/services").join(name).join("env.json"));
+    let body = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("services env.json {}: {e}", json.display()));
+    let vars: BTreeMap<String, String> =
+        serde_json::from_str(&body).expect("services env.json is JSON");
+    started.insert(name.to_owned(), vars.clone());
+    vars
 }
