@@ -500,6 +500,9 @@ fn run_helper(
             "run `docker login` again, or check the helper's own setup",
         ));
     }
+    if reply.stdout.trim().is_empty() {
+        return Ok(RegistryAuth::Anonymous);
+    }
     let creds: HelperCredentials = serde_json::from_str(reply.stdout.trim()).map_err(|e| {
         failed(
             format!("its answer is not the expected JSON ({e})"),
@@ -908,6 +911,69 @@ mod tests {
         assert_eq!(
             cfg.lookup_with("quay.io", &runner).unwrap(),
             RegistryAuth::Anonymous
+        );
+    }
+
+    #[test]
+    fn a_cred_helper_for_docker_hub_is_found_under_the_index_url() {
+        let cfg = config(r#"{"credHelpers":{"https://index.docker.io/v1/":"hub"}}"#);
+        let helper = FakeHelper::ok(r#"{"Username":"u","Secret":"p"}"#);
+        assert_eq!(
+            cfg.lookup_with("docker.io", &helper).unwrap(),
+            RegistryAuth::basic("u", "p")
+        );
+        assert_eq!(helper.calls.borrow()[0].0, "hub");
+        // Other registries have no helper and no entry.
+        let unused = FakeHelper::ok("{}");
+        assert_eq!(
+            cfg.lookup_with("ghcr.io", &unused).unwrap(),
+            RegistryAuth::Anonymous
+        );
+        assert!(unused.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_helper_printing_nothing_means_anonymous() {
+        let cfg = config(r#"{"credsStore":"x"}"#);
+        assert_eq!(
+            cfg.lookup_with("ghcr.io", &FakeHelper::ok("\n")).unwrap(),
+            RegistryAuth::Anonymous
+        );
+    }
+
+    #[test]
+    fn an_empty_file_or_object_is_an_empty_config() {
+        for text in ["", "  \n", "{}"] {
+            let cfg = config(text);
+            assert_eq!(
+                cfg.lookup_with("ghcr.io", &FakeHelper::missing()).unwrap(),
+                RegistryAuth::Anonymous
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_in_the_config_are_ignored() {
+        let cfg = config(&format!(
+            r#"{{"auths":{{"ghcr.io":{{"auth":"{}","email":"a@b"}}}},"psFormat":"x","plugins":{{}}}}"#,
+            b64("u:p")
+        ));
+        assert_eq!(
+            cfg.lookup_with("ghcr.io", &FakeHelper::missing()).unwrap(),
+            RegistryAuth::basic("u", "p")
+        );
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let c = Credentials {
+            username: "me".into(),
+            password: "pw-value".into(),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("***") && !shown.contains("pw-value"),
+            "{shown}"
         );
     }
 

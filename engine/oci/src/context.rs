@@ -952,6 +952,30 @@ mod tests {
         assert!(!ig.may_reinclude_under("c"));
     }
 
+    #[test]
+    fn a_trailing_slash_does_not_limit_a_pattern_to_directories() {
+        let ig = ignore("logs/");
+        assert!(ig.is_excluded("logs"));
+        assert!(ig.is_excluded("logs/today.txt"));
+    }
+
+    #[test]
+    fn paths_given_to_is_excluded_are_cleaned() {
+        let ig = ignore("a/b");
+        assert!(ig.is_excluded("./a/b"));
+        assert!(ig.is_excluded("/a//b/c"));
+    }
+
+    #[test]
+    fn class_and_wildcard_exceptions_are_considered_for_walking() {
+        let ig = ignore("vendor\n!vendor/[a-c]*/LICENSE");
+        assert!(ig.may_reinclude_under("vendor"));
+        assert!(ig.may_reinclude_under("vendor/bar"));
+        assert!(!ig.may_reinclude_under("vendor/zed"));
+        assert!(!ig.is_excluded("vendor/bar/LICENSE"));
+        assert!(ig.is_excluded("vendor/zed/LICENSE"));
+    }
+
     // --- packing -------------------------------------------------------------------------------
 
     struct Entry {

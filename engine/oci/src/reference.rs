@@ -818,6 +818,24 @@ mod tests {
     }
 
     #[test]
+    fn with_tag_keeps_an_existing_digest() {
+        let r = p(&format!("alpine@{D}")).with_tag("edge").unwrap();
+        assert_eq!(r.to_string(), format!("docker.io/library/alpine:edge@{D}"));
+        assert_eq!(r.tag_or_latest(), "edge");
+    }
+
+    #[test]
+    fn tags_may_use_uppercase_letters() {
+        assert_eq!(p("ghcr.io/a/b:Release_1").tag(), Some("Release_1"));
+    }
+
+    #[test]
+    fn parse_is_available_through_from_str() {
+        let r: Reference = "quay.io/a/b:1".parse().unwrap();
+        assert_eq!(r.name(), "quay.io/a/b");
+    }
+
+    #[test]
     fn display_round_trips_through_parse() {
         for s in [
             "alpine",
