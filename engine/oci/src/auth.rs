@@ -21,16 +21,18 @@
 //! `{"ServerURL": ..., "Username": ..., "Secret": ...}`; the user `<token>` means the secret
 //! is an identity token. A helper that answers "credentials not found" means anonymous. The
 //! helper is found on a search path given by the caller (default: `$PATH`); running it goes
-//! through the [`CredentialHelper`] trait, so tests (and callers) can substitute it.
+//! through the [`CredentialHelper`] trait, so tests (and callers) can substitute it. A helper
+//! that does not answer within [`ProcessHelper::timeout`] (30 s) is stopped.
 //!
 //! Secrets never appear in `Debug` output or in error messages.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -192,15 +194,27 @@ pub trait CredentialHelper {
 }
 
 /// The real helper runner: finds `docker-credential-<name>` on a search path and runs it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProcessHelper {
     /// Directories to search, in `PATH` syntax; `None` is the process's `$PATH`.
     pub path: Option<OsString>,
+    /// How long a helper may take (one waiting for a keychain prompt would block forever).
+    pub timeout: Duration,
+}
+
+impl Default for ProcessHelper {
+    fn default() -> ProcessHelper {
+        ProcessHelper::new(None)
+    }
 }
 
 impl ProcessHelper {
+    /// A runner searching `path` (`None`: `$PATH`) with a 30 s timeout.
     pub fn new(path: Option<OsString>) -> ProcessHelper {
-        ProcessHelper { path }
+        ProcessHelper {
+            path,
+            timeout: Duration::from_secs(30),
+        }
     }
 
     fn find(&self, binary: &str) -> Option<PathBuf> {
@@ -247,15 +261,45 @@ impl CredentialHelper for ProcessHelper {
             // A helper that exits without reading stdin closes the pipe: not an error by itself.
             let _ = stdin.write_all(server.as_bytes());
         }
-        let output = child
-            .wait_with_output()
-            .map_err(|e| failed(format!("waiting for it failed: {e}")))?;
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(failed(format!(
+                        "it did not answer within {} s and was stopped",
+                        self.timeout.as_secs_f32()
+                    )));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(failed(format!("waiting for it failed: {e}"))),
+            }
+        };
+        let collect = |reader: std::thread::JoinHandle<Vec<u8>>| {
+            String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned()
+        };
         Ok(HelperReply {
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            success: status.success(),
+            stdout: collect(stdout),
+            stderr: collect(stderr),
         })
     }
+}
+
+/// Reads a child's pipe to its end on a thread of its own (so neither pipe can fill up and
+/// block the helper).
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        buf
+    })
 }
 
 /// One `auths` entry of `config.json`.
@@ -975,6 +1019,24 @@ mod tests {
             shown.contains("***") && !shown.contains("pw-value"),
             "{shown}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_helper_that_hangs_is_stopped_after_the_timeout() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("docker-credential-kilnslow");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 10\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cfg = config(r#"{"credsStore":"kilnslow"}"#);
+        let mut runner = ProcessHelper::new(Some(dir.path().as_os_str().to_owned()));
+        runner.timeout = Duration::from_millis(200);
+        let started = Instant::now();
+        let e = cfg.lookup_with("ghcr.io", &runner).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let msg = e.to_string();
+        assert!(msg.contains("did not answer"), "{msg}");
     }
 
     #[test]
