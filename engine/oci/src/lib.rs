@@ -7,3 +7,10 @@
 pub mod auth;
 pub mod context;
 pub mod reference;
+
+pub use auth::{
+    AuthError, CredentialHelper, Credentials, DockerConfig, HelperReply, ProcessHelper,
+    RegistryAuth,
+};
+pub use context::{ContextError, ContextStats, DockerIgnore, pack};
+pub use reference::{Reference, ReferenceError};
