@@ -6,7 +6,14 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// Built-in plugins shipped in the binary: `uses:` name and crate name.
-const BUILTINS: &[&str] = &["echo", "write-file", "clone", "nx-affected"];
+const BUILTINS: &[&str] = &[
+    "echo",
+    "write-file",
+    "clone",
+    "nx-affected",
+    "build",
+    "push",
+];
 
 fn main() {
     println!("cargo::rerun-if-env-changed=KILN_PLUGIN_DIR");

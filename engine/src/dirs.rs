@@ -48,3 +48,17 @@ pub fn git(allow_local: bool) -> kiln_git::Git {
         allow_local,
     })
 }
+
+/// `buildkit.addr`: where BuildKit is, from `$KILN_BUILDKIT_ADDR` (default `docker`, which
+/// follows `$DOCKER_HOST`). See [`kiln_oci::BuildkitAddr::parse`] for the forms.
+pub fn buildkit_addr() -> Result<kiln_oci::BuildkitAddr, kiln_oci::OciError> {
+    let addr = std::env::var("KILN_BUILDKIT_ADDR").unwrap_or_else(|_| "docker".to_string());
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    kiln_oci::BuildkitAddr::parse(&addr, docker_host.as_deref())
+}
+
+/// The BuildKit behind the `image` interface, or `None` when `buildkit.addr` is unusable
+/// (`kiln run` reports why before it starts).
+pub fn builder() -> Option<kiln_oci::Builder> {
+    buildkit_addr().and_then(kiln_oci::Builder::new).ok()
+}

@@ -6,29 +6,23 @@
 //! and its [`kiln_git::Cancel`] is set, which stops a running transfer at its next progress
 //! callback.
 
-use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln_git::{
     Access, Cancel, CloneOptions, Credentials, Git, GitError, HostKeyCheck, Remote, RemoteUrl,
 };
 
+use crate::LogStream;
+use crate::access::{AccessError, StepAccess};
 use crate::bindings::git::{self as wit, Host};
 use crate::log::StepLog;
 use crate::state::StepState;
-use crate::{GUEST_WORKSPACE, LogStream};
 
 /// What one step's git calls may touch.
 pub(crate) struct GitScope {
     pub(crate) git: Arc<Git>,
-    /// Host directory of the workspace.
-    pub(crate) workspace: PathBuf,
-    pub(crate) workspace_write: bool,
-    /// `host:port` entries of `allow.net`, lowercase.
-    pub(crate) net: Vec<String>,
-    pub(crate) secrets: BTreeMap<String, String>,
-    pub(crate) log: Arc<StepLog>,
+    pub(crate) access: Arc<StepAccess>,
 }
 
 fn error(kind: wit::ErrorKind, message: impl Into<String>) -> wit::Error {
@@ -40,6 +34,13 @@ fn error(kind: wit::ErrorKind, message: impl Into<String>) -> wit::Error {
 
 fn denied(message: impl Into<String>) -> wit::Error {
     error(wit::ErrorKind::Denied, message)
+}
+
+fn from_access(e: AccessError) -> wit::Error {
+    match e {
+        AccessError::Denied(m) => denied(m),
+        AccessError::Failed(m) => error(wit::ErrorKind::Failed, m),
+    }
 }
 
 fn from_git(e: GitError) -> wit::Error {
@@ -76,54 +77,12 @@ impl Drop for CancelOnDrop {
 }
 
 impl GitScope {
-    /// Maps a guest path (`/workspace/x` or `x`) to the host, refusing anything that leaves
-    /// the workspace, also through a symlink an earlier step planted.
     fn host_path(&self, guest: &str) -> Result<PathBuf, wit::Error> {
-        let rel = guest
-            .strip_prefix(GUEST_WORKSPACE)
-            .filter(|r| r.is_empty() || r.starts_with('/'))
-            .map(|r| r.trim_start_matches('/'))
-            .unwrap_or(guest);
-        let mut out = PathBuf::new();
-        for c in Path::new(rel).components() {
-            match c {
-                Component::Normal(p) => out.push(p),
-                Component::CurDir => {}
-                _ => {
-                    return Err(denied(format!(
-                        "path `{guest}` leaves the workspace; use a path inside `{GUEST_WORKSPACE}`"
-                    )));
-                }
-            }
-        }
-        let host = self.workspace.join(&out);
-        // The deepest existing ancestor must resolve inside the workspace.
-        let root = std::fs::canonicalize(&self.workspace)
-            .map_err(|e| error(wit::ErrorKind::Failed, format!("workspace: {e}")))?;
-        let mut probe = host.as_path();
-        loop {
-            if let Ok(real) = std::fs::canonicalize(probe) {
-                if !real.starts_with(&root) {
-                    return Err(denied(format!(
-                        "path `{guest}` resolves outside the workspace (through a symlink)"
-                    )));
-                }
-                break;
-            }
-            match probe.parent() {
-                Some(p) => probe = p,
-                None => break,
-            }
-        }
-        Ok(host)
+        self.access.host_path(guest).map_err(from_access)
     }
 
     fn secret(&self, name: &str, what: &str) -> Result<String, wit::Error> {
-        self.secrets.get(name).cloned().ok_or_else(|| {
-            denied(format!(
-                "secret `{name}` ({what}) is not available to this step\n  hint: list it in the step's `secrets:` and pass it to the run"
-            ))
-        })
+        self.access.secret(name, what).map_err(from_access)
     }
 
     fn remote(&self, r: wit::Remote) -> Result<Remote, wit::Error> {
@@ -151,7 +110,7 @@ impl GitScope {
             wit::HostKeyCheck::Pinned(lines) => HostKeyCheck::Pinned(lines),
             wit::HostKeyCheck::AcceptAny => {
                 if matches!(url.location, kiln_git::Location::Network { .. }) {
-                    self.log.message(
+                    self.access.log.message(
                         LogStream::Warn,
                         &format!("not checking the ssh host key of {url}: the step opted out"),
                     );
@@ -215,7 +174,7 @@ impl StepState {
 impl Host for StepState {
     async fn clone(&mut self, request: wit::CloneRequest) -> Result<wit::CommitInfo, wit::Error> {
         let scope = self.git_scope()?;
-        if !scope.workspace_write {
+        if !scope.access.workspace_write {
             return Err(denied(
                 "cloning writes to the workspace, which this step may only read\n  hint: add `allow: { workspace: write }` to the step",
             ));
@@ -223,10 +182,10 @@ impl Host for StepState {
         let remote = scope.remote(request.remote)?;
         let dest = scope.host_path(&request.path)?;
         let git = scope.git.clone();
-        let net = scope.net.clone();
+        let net = scope.access.net.clone();
         let reference = request.ref_;
         let (depth, submodules) = (request.depth, request.submodules);
-        blocking(scope.log.clone(), move |progress, cancel| {
+        blocking(scope.access.log.clone(), move |progress, cancel| {
             let authorize = GitScope::authorize(&net);
             let options = CloneOptions {
                 remote,
@@ -254,8 +213,8 @@ impl Host for StepState {
         let path = scope.host_path(&repo)?;
         let remote = remote.map(|r| scope.remote(r)).transpose()?;
         let git = scope.git.clone();
-        let net = scope.net.clone();
-        blocking(scope.log.clone(), move |progress, cancel| {
+        let net = scope.access.net.clone();
+        blocking(scope.access.log.clone(), move |progress, cancel| {
             let authorize = GitScope::authorize(&net);
             let access = Access {
                 remote: remote.as_ref(),
@@ -288,7 +247,7 @@ impl Host for StepState {
         let scope = self.git_scope()?;
         let path = scope.host_path(&repo)?;
         let git = scope.git.clone();
-        blocking(scope.log.clone(), move |_, _| {
+        blocking(scope.access.log.clone(), move |_, _| {
             git.commit(&path, &rev).map(commit).map_err(from_git)
         })
         .await
@@ -303,7 +262,7 @@ impl Host for StepState {
         let scope = self.git_scope()?;
         let path = scope.host_path(&repo)?;
         let git = scope.git.clone();
-        blocking(scope.log.clone(), move |_, _| {
+        blocking(scope.access.log.clone(), move |_, _| {
             git.read_file(&path, &rev, &file).map_err(from_git)
         })
         .await
@@ -313,7 +272,7 @@ impl Host for StepState {
         let scope = self.git_scope()?;
         let path = scope.host_path(&repo)?;
         let git = scope.git.clone();
-        blocking(scope.log.clone(), move |_, _| {
+        blocking(scope.access.log.clone(), move |_, _| {
             git.list_files(&path, &rev).map_err(from_git)
         })
         .await
@@ -335,6 +294,8 @@ fn commit(c: kiln_git::Commit) -> wit::CommitInfo {
 mod tests {
     use super::*;
     use crate::LogSink;
+    use crate::log::StepLog;
+    use std::path::Path;
 
     struct Discard;
     impl LogSink for Discard {
@@ -348,11 +309,13 @@ mod tests {
                 mirror_max_bytes: 1 << 20,
                 allow_local: false,
             })),
-            workspace: workspace.to_path_buf(),
-            workspace_write: true,
-            net: vec!["example.com:443".into()],
-            secrets: BTreeMap::from([("TOKEN".into(), "s3cret".into())]),
-            log: StepLog::new(Arc::new(Discard)),
+            access: Arc::new(StepAccess {
+                workspace: workspace.to_path_buf(),
+                workspace_write: true,
+                net: vec!["example.com:443".into()],
+                secrets: std::collections::BTreeMap::from([("TOKEN".into(), "s3cret".into())]),
+                log: StepLog::new(Arc::new(Discard)),
+            }),
         }
     }
 

@@ -33,11 +33,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod access;
 mod bindings;
 mod cache;
 mod engine;
 mod git;
 mod host;
+mod image;
 mod log;
 mod net;
 mod outputs;
@@ -77,6 +79,8 @@ pub struct HostConfig {
     pub memory_limit: u64,
     /// The git layer behind the `git` interface (`None`: every git call is denied).
     pub git: Option<Arc<kiln_git::Git>>,
+    /// The BuildKit behind the `image` interface (`None`: every image call is denied).
+    pub oci: Option<Arc<kiln_oci::Builder>>,
 }
 
 impl Default for HostConfig {
@@ -86,6 +90,7 @@ impl Default for HostConfig {
             max_instances: 64,
             memory_limit: 256 << 20,
             git: None,
+            oci: None,
         }
     }
 }
@@ -96,6 +101,8 @@ pub enum Capability {
     WorkspaceWrite,
     Network,
     Git,
+    Buildkit,
+    Registry,
 }
 
 impl Capability {
@@ -105,6 +112,8 @@ impl Capability {
             Capability::WorkspaceWrite => "workspace-write",
             Capability::Network => "network",
             Capability::Git => "git",
+            Capability::Buildkit => "buildkit",
+            Capability::Registry => "registry",
         }
     }
 }

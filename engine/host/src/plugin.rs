@@ -11,9 +11,11 @@ use tracing::Instrument;
 use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+use crate::access::StepAccess;
 use crate::bindings::{self, Step, StepPre};
 use crate::git::GitScope;
 use crate::host::Shared;
+use crate::image::ImageScope;
 use crate::log::{CapturedOutput, StepLog, TracingSink};
 use crate::net::NetAllowList;
 use crate::outputs::Outputs;
@@ -243,8 +245,7 @@ impl Prepared {
             Ok(slot) => slot,
             Err(message) => return host_failure(message),
         };
-        let git = self.shared.config.git.clone().map(|git| GitScope {
-            git,
+        let access = Arc::new(StepAccess {
             workspace: inv.workspace.clone(),
             workspace_write: inv.grants.workspace_write,
             net: inv
@@ -256,6 +257,16 @@ impl Prepared {
             secrets: inv.secrets.clone(),
             log: log.clone(),
         });
+        let git = self.shared.config.git.clone().map(|git| GitScope {
+            git,
+            access: access.clone(),
+        });
+        let image = self
+            .shared
+            .config
+            .oci
+            .clone()
+            .map(|builder| ImageScope { builder, access });
         let mut state = StepState::new(
             wasi.build(),
             memory,
@@ -264,6 +275,7 @@ impl Prepared {
             inv.timeout.map(|t| Instant::now() + t),
         );
         state.git = git;
+        state.image = image;
         let mut store = self.store(state);
         let end = call(&self.pre, &mut store, inv.timeout, move |step, store| {
             Box::pin(async move { step.call_run(store, &context).await })
@@ -416,6 +428,8 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
             bindings::Capability::WorkspaceWrite => Capability::WorkspaceWrite,
             bindings::Capability::Network => Capability::Network,
             bindings::Capability::Git => Capability::Git,
+            bindings::Capability::Buildkit => Capability::Buildkit,
+            bindings::Capability::Registry => Capability::Registry,
         })
         .collect();
     capabilities.sort();

@@ -24,6 +24,8 @@ pub(crate) struct StepState {
     pub(crate) timed_out: bool,
     /// What the step's `git` calls may touch; `None` outside a step run.
     pub(crate) git: Option<crate::git::GitScope>,
+    /// What the step's `image` calls may use; `None` outside a step run.
+    pub(crate) image: Option<crate::image::ImageScope>,
 }
 
 impl StepState {
@@ -43,6 +45,7 @@ impl StepState {
             deadline,
             timed_out: false,
             git: None,
+            image: None,
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn new_host(jobs: usize, memory_limit: Option<u64>) -> Result<Arc<PluginHost
         cache_dir: Some(crate::dirs::cache_dir().join("components")),
         max_instances: u32::try_from(jobs.saturating_add(4)).unwrap_or(u32::MAX),
         git: Some(Arc::new(crate::dirs::git(true))),
+        oci: crate::dirs::builder().map(Arc::new),
         ..HostConfig::default()
     };
     if let Some(limit) = memory_limit {

@@ -244,10 +244,13 @@ fn check_grants(pipeline: &Pipeline, step: &Step, plugin: &Plugin, diags: &mut V
             Some("remove the grant: steps get least privilege".into()),
         ));
     }
-    // A git plugin reaches its remotes through the host, which checks them against `allow.net`.
+    // Git, BuildKit and registry plugins reach the network through the host, which checks
+    // every remote, cache and registry against `allow.net`.
     if let Some(first) = step.allow.net.first()
         && !wants(Capability::Network)
         && !wants(Capability::Git)
+        && !wants(Capability::Buildkit)
+        && !wants(Capability::Registry)
     {
         diags.push(diag(
             pipeline,
