@@ -3,6 +3,7 @@
 
 mod cli;
 mod git;
+mod image;
 mod nx;
 mod sandbox;
 mod support;

@@ -49,6 +49,10 @@ pub enum Capability {
     Network,
     /// Use [`git`] through the host (network remotes must still be listed in `allow.net`).
     Git,
+    /// Build images with [`image::build`] through the host's BuildKit.
+    Buildkit,
+    /// Push images with [`image::push`] (registries must be listed in `allow.net`).
+    Registry,
 }
 
 /// What a plugin says about itself.
@@ -427,6 +431,105 @@ pub mod git {
     }
 }
 
+/// OCI images, built by the host's BuildKit ([`Capability::Buildkit`]) and pushed by the host
+/// ([`Capability::Registry`]). Paths are in the workspace; passwords and secret mounts name
+/// secrets of the step, whose values never enter the plugin.
+pub mod image {
+    use crate::bindings::kiln::plugin::image as wit_image;
+    pub use crate::bindings::kiln::plugin::image::{
+        BasicAuth, BuildNetwork, BuildRequest, BuildResult, BuildSecret, Error, ErrorKind,
+        PushRequest, PushResult, RegistryAuth, RegistryLogin,
+    };
+
+    /// Builds an image; BuildKit's progress goes to the step log.
+    pub fn build(request: &BuildRequest) -> Result<BuildResult, Error> {
+        wit_image::build(request)
+    }
+
+    /// Pushes an image to every target, all or nothing.
+    pub fn push(request: &PushRequest) -> Result<PushResult, Error> {
+        wit_image::push(request)
+    }
+
+    /// The `auth:` mapping of a registry plugin's config: a username and the name of the
+    /// step's secret with the password or token, or the host's Docker config.
+    #[derive(Debug, Clone, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub struct Auth {
+        pub username: Option<String>,
+        /// Secret holding the password or token.
+        pub password: Option<String>,
+        /// Use the host's `~/.docker/config.json` (`auths` and credential helpers).
+        #[serde(default)]
+        pub docker_config: bool,
+    }
+
+    impl Auth {
+        /// JSON Schema of the `auth:` mapping, with `description` for the whole.
+        pub fn schema(description: &str) -> crate::Value {
+            crate::json!({
+                "type": "object",
+                "description": description,
+                "properties": {
+                    "username": { "type": "string", "description": "registry user name" },
+                    "password": { "type": "string", "description": "name of the step secret holding the password or token" },
+                    "docker-config": { "type": "boolean", "description": "use the host's Docker config (`auths`, credential helpers)" }
+                },
+                "additionalProperties": false
+            })
+        }
+
+        /// What is wrong with the `auth:` value at JSON Pointer `at`.
+        pub fn problems(auth: &crate::Value, at: &str) -> Vec<crate::Problem> {
+            let mut problems = Vec::new();
+            let docker = auth.get("docker-config").and_then(|v| v.as_bool()) == Some(true);
+            let password = auth.get("password").is_some();
+            let username = auth.get("username").is_some();
+            if docker && (password || username) {
+                problems.push(crate::Problem::at(
+                    at,
+                    "`auth` sets both `docker-config` and a username/password; use one",
+                ));
+            }
+            if password != username && !docker {
+                problems.push(crate::Problem::at(
+                    at,
+                    "`auth` needs both `username` and `password` (the name of a secret)",
+                ));
+            }
+            problems
+        }
+
+        /// The [`RegistryAuth`] these names stand for (anonymous when empty).
+        pub fn registry_auth(&self) -> RegistryAuth {
+            match (&self.username, &self.password, self.docker_config) {
+                (_, _, true) => RegistryAuth::DockerConfig,
+                (Some(username), Some(password), false) => RegistryAuth::Basic(BasicAuth {
+                    username: username.clone(),
+                    password_secret: password.clone(),
+                }),
+                _ => RegistryAuth::Anonymous,
+            }
+        }
+    }
+
+    impl From<Error> for crate::StepError {
+        /// Grant, input and credential problems are not retried; a failed build, an unreachable
+        /// daemon or registry are (when the step has `retry:`).
+        fn from(e: Error) -> Self {
+            match e.kind {
+                ErrorKind::Denied | ErrorKind::Auth => crate::StepError::Denied(e.message),
+                ErrorKind::Invalid | ErrorKind::NotFound => {
+                    crate::StepError::InvalidConfig(e.message)
+                }
+                ErrorKind::BuildFailed | ErrorKind::Unreachable | ErrorKind::Failed => {
+                    crate::StepError::Failed(e.message)
+                }
+            }
+        }
+    }
+}
+
 /// A step plugin. Export it with [`export_plugin!`].
 pub trait Plugin {
     /// Describe the plugin.
@@ -458,6 +561,8 @@ impl<P: Plugin> bindings::Guest for Exported<P> {
                     Capability::WorkspaceWrite => wit::Capability::WorkspaceWrite,
                     Capability::Network => wit::Capability::Network,
                     Capability::Git => wit::Capability::Git,
+                    Capability::Buildkit => wit::Capability::Buildkit,
+                    Capability::Registry => wit::Capability::Registry,
                 })
                 .collect(),
         }
