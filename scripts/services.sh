@@ -12,6 +12,8 @@
 #   docker    Debian's dockerd 20.10 (built-in BuildKit) and its own containerd on a private unix
 #             socket, no bridge; a local base image kiln.local/busybox:latest (needs root)
 #   registry  two Docker registries (distribution 2.8) on 127.0.0.1: anonymous, and htpasswd auth
+#   toolchains  images with Go, Node, Python and Jupyter from Debian packages, in that dockerd
+#             (debootstrap'd bookworm base; a few minutes the first time)
 # State (configs, keys, logs, pid files, repos, images) lives in $KILN_SERVICES_DIR, default
 # <repo>/target/services; nothing is written outside it except Debian packages installed with apt,
 # the /run/sshd directory Debian's sshd insists on, dockerd's trust key /etc/docker/key.json
@@ -31,7 +33,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${KILN_SERVICES_DIR:-$ROOT/target/services}
 case "$STATE" in /*) ;; *) STATE="$PWD/$STATE" ;; esac
-SERVICES=(git docker registry)
+SERVICES=(git docker registry toolchains)
 case "$STATE" in
   *[[:space:]\;\'\"\$]*) printf '[services] error: unsupported characters in %s\n' "$STATE" >&2; exit 1 ;;
 esac
@@ -1003,6 +1005,110 @@ svc_registry_check() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# toolchains: local images with language toolchains, for builds of real Go, Node, Python and
+# Jupyter projects (the `detect` plugin's Dockerfiles, seed 002's two-stage Go build). No image
+# registry is reachable, so they are made here: a Debian bookworm rootfs by debootstrap (kept as
+# $STATE/toolchains/debian-bookworm.tar, so a fresh docker data root does not debootstrap again),
+# imported as kiln.local/debian:bookworm, and one image per toolchain built on it with Debian's
+# packages (`RUN apt-get install` with network `host`). Each image is tagged with a hash of its
+# Dockerfile, so a changed package list makes a new image. Needs the docker service.
+
+TOOLCHAINS=(golang node python jupyter)
+toolchain_packages() {
+  case "$1" in
+    golang) echo "golang-go git ca-certificates" ;;
+    node) echo "nodejs npm ca-certificates" ;;
+    python) echo "python3 python3-venv python3-pip ca-certificates" ;;
+    jupyter) echo "python3 python3-venv python3-pip jupyter-notebook ca-certificates" ;;
+  esac
+}
+TOOLCHAIN_BASE=kiln.local/debian:bookworm
+
+svc_toolchains_packages() {
+  echo "/usr/sbin/debootstrap:debootstrap"
+  svc_docker_packages
+}
+
+toolchain_dockerfile() {
+  printf 'FROM %s\nRUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends %s >/dev/null && rm -rf /var/lib/apt/lists/*\n' \
+    "$TOOLCHAIN_BASE" "$(toolchain_packages "$1")"
+}
+
+toolchain_image() {
+  printf 'kiln.local/%s:bookworm-%s' "$1" "$(toolchain_dockerfile "$1" | sha256sum | cut -c1-12)"
+}
+
+toolchains_base_up() {
+  local T="$STATE/toolchains" r
+  if dock image inspect "$TOOLCHAIN_BASE" >/dev/null 2>&1; then return; fi
+  mkdir -p "$T"
+  if [ ! -s "$T/debian-bookworm.tar" ]; then
+    r=$(mktemp -d)
+    log "toolchains: debootstrap of Debian bookworm (about 30 s)"
+    debootstrap --variant=minbase bookworm "$r" http://deb.debian.org/debian >"$T/debootstrap.log" 2>&1 ||
+      { rm -rf "$r"; die "debootstrap failed (see $T/debootstrap.log)"; }
+    tar -C "$r" --numeric-owner -cf "$T/debian-bookworm.tar.tmp" . && mv "$T/debian-bookworm.tar.tmp" "$T/debian-bookworm.tar"
+    rm -rf "$r"
+  fi
+  dock import -c 'CMD ["bash"]' "$T/debian-bookworm.tar" "$TOOLCHAIN_BASE" >/dev/null ||
+    die "docker import of $TOOLCHAIN_BASE failed (see $D/dockerd.log)"
+}
+
+svc_toolchains_up() {
+  svc_docker_up
+  mkdir -p "$STATE/toolchains"
+  toolchains_base_up
+  local t image dir
+  for t in "${TOOLCHAINS[@]}"; do
+    image=$(toolchain_image "$t")
+    if dock image inspect "$image" >/dev/null 2>&1; then continue; fi
+    dir=$(mktemp -d)
+    toolchain_dockerfile "$t" >"$dir/Dockerfile"
+    log "toolchains: building $image ($(toolchain_packages "$t"))"
+    DOCKER_BUILDKIT=1 dock build -q --network host -t "$image" "$dir" >"$STATE/toolchains/$t.log" 2>&1 ||
+      { rm -rf "$dir"; die "building $image failed (see $STATE/toolchains/$t.log)"; }
+    rm -rf "$dir"
+  done
+  write_env_files toolchains
+}
+
+svc_toolchains_down() { :; }
+
+svc_toolchains_status() {
+  docker_dirs
+  local t rc=0
+  if ! pid_alive "$D/dockerd.pid" dockerd; then
+    printf 'toolchains  stopped (dockerd is not running)\n'
+    return 3
+  fi
+  for t in "${TOOLCHAINS[@]}"; do
+    if dock image inspect "$(toolchain_image "$t")" >/dev/null 2>&1; then
+      printf 'toolchains  %-8s %s\n' "$t" "$(toolchain_image "$t")"
+    else
+      printf 'toolchains  %-8s missing\n' "$t"
+      rc=3
+    fi
+  done
+  return "$rc"
+}
+
+svc_toolchains_env() {
+  local t
+  for t in "${TOOLCHAINS[@]}"; do
+    printf 'KILN_IMAGE_%s=%s\n' "$(printf '%s' "$t" | tr a-z A-Z)" "$(toolchain_image "$t")"
+  done
+}
+
+svc_toolchains_check() {
+  local rc=0
+  check_expect "go version in $(toolchain_image golang)" dock run --rm --network none "$(toolchain_image golang)" go version || rc=1
+  check_expect "node in $(toolchain_image node)" dock run --rm --network none "$(toolchain_image node)" node -e 'process.exit(0)' || rc=1
+  check_expect "python3 -m venv in $(toolchain_image python)" dock run --rm --network none "$(toolchain_image python)" python3 -m venv /tmp/v || rc=1
+  check_expect "jupyter in $(toolchain_image jupyter)" dock run --rm --network none "$(toolchain_image jupyter)" jupyter notebook --version || rc=1
+  return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
 # commands
 
 known_service() {
@@ -1026,7 +1132,7 @@ select_services() {
 lock() {
   mkdir -p "$STATE"
   exec 9>"$STATE/.lock"
-  flock -w 300 9 || die "timed out waiting for $STATE/.lock"
+  flock -w 1200 9 || die "timed out waiting for $STATE/.lock"
 }
 
 usage() {
