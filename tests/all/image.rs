@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::support::{kiln, run_json, services_env, step, text};
 
-/// A variable of the docker or registry service (both started on first use).
-fn var(name: &str) -> String {
+/// A variable of the docker, registry or toolchains service (started on first use).
+pub(crate) fn var(name: &str) -> String {
     let service = if name.starts_with("KILN_REGISTRY") {
         "registry"
+    } else if name.starts_with("KILN_IMAGE_") {
+        "toolchains"
     } else {
         "docker"
     };
@@ -22,7 +24,7 @@ fn var(name: &str) -> String {
 }
 
 /// A repository name no other test (or earlier run) uses.
-fn unique(test: &str) -> String {
+pub(crate) fn unique(test: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
         "kiln-e2e/{test}-{}-{}",
@@ -31,7 +33,7 @@ fn unique(test: &str) -> String {
     )
 }
 
-fn write(dir: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write(dir: &Path, files: &[(&str, &str)]) {
     for (name, body) in files {
         let path = dir.join(name);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -40,7 +42,7 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
 }
 
 /// Runs `pipeline` with `--json` over the workspace `home/ws`, with `secrets` as env vars.
-fn kiln_run(
+pub(crate) fn kiln_run(
     home: &Path,
     pipeline: &str,
     secrets: &[(&str, &str)],
@@ -99,7 +101,7 @@ fn inspect(
     }
 }
 
-fn docker(args: &[&str]) -> Output {
+pub(crate) fn docker(args: &[&str]) -> Output {
     Command::new("/usr/bin/docker")
         .args(["-H", &var("KILN_DOCKER_HOST")])
         .args(args)

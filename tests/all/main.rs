@@ -2,6 +2,7 @@
 //! They run the real `kiln` CLI with the real plugins built from `plugins/`.
 
 mod cli;
+mod detect;
 mod git;
 mod image;
 mod nx;

@@ -17,9 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use kiln_plugin_sdk::image::{
-    self, Auth, BuildNetwork, BuildRequest, BuildSecret, RegistryLogin,
-};
+use kiln_plugin_sdk::image::{self, Auth, BuildNetwork, BuildRequest, BuildSecret, RegistryLogin};
 use kiln_plugin_sdk::{
     Capability, Context, Info, Plugin, Problem, StepError, Value, check_config,
     check_relative_path, json, log, no_problems, set_output,
@@ -120,15 +118,19 @@ struct Build;
 
 impl Plugin for Build {
     fn info() -> Info {
-        let list = |what: &str| json!({
-            "description": what,
-            "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ]
-        });
-        let scalars = |what: &str| json!({
-            "type": "object",
-            "description": what,
-            "additionalProperties": { "type": ["string", "number", "boolean"] }
-        });
+        let list = |what: &str| {
+            json!({
+                "description": what,
+                "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ]
+            })
+        };
+        let scalars = |what: &str| {
+            json!({
+                "type": "object",
+                "description": what,
+                "additionalProperties": { "type": ["string", "number", "boolean"] }
+            })
+        };
         let mut login = Auth::schema("credentials for one registry");
         login["properties"]["registry"] =
             json!({ "type": "string", "description": "registry host[:port]" });
@@ -183,7 +185,8 @@ impl Plugin for Build {
         }
         if let Some(Value::Object(secrets)) = config.get("secrets") {
             for id in secrets.keys() {
-                if id.is_empty() || id.contains(|c: char| c == ',' || c == '=' || c.is_whitespace()) {
+                if id.is_empty() || id.contains(|c: char| c == ',' || c == '=' || c.is_whitespace())
+                {
                     problems.push(Problem::at(
                         format!("/secrets/{id}"),
                         format!("secret id `{id}` cannot contain `,`, `=` or spaces"),

@@ -1,7 +1,9 @@
 //! An example of your own Kiln plugin. It greets `name` and reports how many files the
 //! workspace holds (the workspace is preopened read-only at `ctx.workspace`).
 
-use kiln_plugin_sdk::{Context, Info, Plugin, Problem, StepError, Value, check_config, json, log, set_output};
+use kiln_plugin_sdk::{
+    Context, Info, Plugin, Problem, StepError, Value, check_config, json, log, set_output,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -16,17 +18,21 @@ struct Greet;
 
 impl Plugin for Greet {
     fn info() -> Info {
-        Info::new("greet", env!("CARGO_PKG_VERSION"), "greet someone and count the workspace's files")
-            .schema(json!({
-                "type": "object",
-                "properties": {
-                    "name": { "type": "string" },
-                    "excited": { "type": "boolean", "default": false }
-                },
-                "required": ["name"],
-                "additionalProperties": false
-            }))
-            .outputs(&["greeting", "files"])
+        Info::new(
+            "greet",
+            env!("CARGO_PKG_VERSION"),
+            "greet someone and count the workspace's files",
+        )
+        .schema(json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string" },
+                "excited": { "type": "boolean", "default": false }
+            },
+            "required": ["name"],
+            "additionalProperties": false
+        }))
+        .outputs(&["greeting", "files"])
     }
 
     fn validate(config: &Value) -> Result<(), Vec<Problem>> {
