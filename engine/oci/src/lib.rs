@@ -1,9 +1,10 @@
 //! Kiln's OCI layer: build images with BuildKit and push them to registries.
 //!
 //! - [`Builder`]: one driver interface over the two ways to reach BuildKit, chosen by the
-//!   address ([`BuildkitAddr`]): Docker's built-in BuildKit through the Engine API
-//!   (`docker`, `docker+unix://…`, `docker+tcp://…`). A standalone `buildkitd` (`unix://…`,
-//!   `tcp://…`) is recognised but not driven yet: [`Builder::new`] says so.
+//!   address ([`BuildkitAddr`]): Docker's built-in BuildKit (`docker`, `docker+unix://…`,
+//!   `docker+tcp://…`; images land in the daemon's store and are pushed through it), or a
+//!   standalone `buildkitd` (`unix://…`, `tcp://…` plain or with TLS; images are pushed by
+//!   BuildKit's exporter as it builds). Both speak BuildKit's own gRPC API (`buildkit`).
 //! - [`context`]: the build context as a deterministic tar, with `.dockerignore` applied.
 //! - [`reference`]: image references (`host[:port]/path[:tag][@digest]`).
 //! - [`auth`]: registry credentials from secrets or `~/.docker/config.json`.
@@ -13,6 +14,8 @@
 //! connection, which makes the daemon stop the build.
 
 pub mod auth;
+mod buildkit;
+mod buildkitd;
 pub mod context;
 mod docker;
 mod error;
@@ -27,6 +30,7 @@ pub use crate::auth::{
     AuthError, CredentialHelper, Credentials, DockerConfig, HelperReply, ProcessHelper,
     RegistryAuth,
 };
+pub use crate::buildkit::TlsFiles;
 pub use crate::context::{ContextError, ContextStats, DockerIgnore, pack};
 pub use crate::error::OciError;
 pub use crate::reference::{Reference, ReferenceError};
@@ -249,8 +253,54 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Always look for newer base images.
     pub pull: bool,
-    /// Credentials by registry host, for base images and registry caches.
+    /// Credentials by registry host, for base images, registry caches and pushes.
     pub registry_auth: BTreeMap<String, RegistryAuth>,
+    /// Push every tag once built (all or nothing, as [`Builder::push`]).
+    pub push: bool,
+}
+
+impl BuildRequest {
+    /// The `dockerfile.v0` frontend's options for this request (besides the context and the
+    /// Dockerfile's name), as BuildKit's gRPC API takes them.
+    pub(crate) fn frontend_attrs(&self) -> std::collections::HashMap<String, String> {
+        let mut attrs = std::collections::HashMap::new();
+        for (k, v) in &self.build_args {
+            attrs.insert(format!("build-arg:{k}"), v.clone());
+        }
+        for (k, v) in &self.labels {
+            attrs.insert(format!("label:{k}"), v.clone());
+        }
+        if let Some(target) = &self.target {
+            attrs.insert("target".to_string(), target.clone());
+        }
+        if let Some(platform) = &self.platform {
+            attrs.insert("platform".to_string(), platform.clone());
+        }
+        match self.network {
+            BuildNetwork::None => {
+                attrs.insert("force-network-mode".to_string(), "none".to_string());
+            }
+            BuildNetwork::Host => {
+                attrs.insert("force-network-mode".to_string(), "host".to_string());
+            }
+            BuildNetwork::Default => {}
+        }
+        if self.no_cache {
+            attrs.insert("no-cache".to_string(), String::new());
+        }
+        if self.pull {
+            attrs.insert("image-resolve-mode".to_string(), "pull".to_string());
+        }
+        // Docker's exporter writes an inline cache only when the frontend is told too (the
+        // build argument `docker build --build-arg BUILDKIT_INLINE_CACHE=1` sets).
+        if self.cache_to.iter().any(|c| c.kind == "inline") {
+            attrs.insert(
+                "build-arg:BUILDKIT_INLINE_CACHE".to_string(),
+                "1".to_string(),
+            );
+        }
+        attrs
+    }
 }
 
 /// What a build produced.
@@ -259,8 +309,11 @@ pub struct Built {
     /// The image's config digest (`sha256:…`), Docker's image id.
     pub image_id: String,
     pub tags: Vec<String>,
-    /// Size of the image's layers in bytes, as the daemon reports it.
+    /// Size of the image's layers in bytes, as the daemon reports it (0 when the driver keeps
+    /// no image store to ask: a standalone buildkitd).
     pub size: u64,
+    /// What the push did, when the request asked for one.
+    pub pushed: Option<Pushed>,
 }
 
 /// One push: `image` (a local name or id) goes to every target reference.
@@ -297,21 +350,44 @@ impl fmt::Debug for Builder {
 
 enum Driver {
     Docker(docker::DockerDriver),
+    Buildkitd(buildkitd::BuildkitdDriver),
 }
 
 impl Builder {
     /// Connects lazily: nothing is dialled until the first build or push.
     pub fn new(addr: BuildkitAddr) -> Result<Builder, OciError> {
+        Builder::with_tls(addr, None)
+    }
+
+    /// As [`Builder::new`], with TLS files for a `tcp://` buildkitd (refused for other
+    /// addresses, where they would be silently unused).
+    pub fn with_tls(addr: BuildkitAddr, tls: Option<TlsFiles>) -> Result<Builder, OciError> {
         let driver = match &addr {
+            BuildkitAddr::DockerUnix(_) | BuildkitAddr::DockerTcp(_) if tls.is_some() => {
+                return Err(OciError::InvalidAddr {
+                    addr: addr.to_string(),
+                    hint: "TLS files apply to a `tcp://` buildkitd only; unset `KILN_BUILDKIT_TLS_*` or point `KILN_BUILDKIT_ADDR` at `tcp://host:port`".to_string(),
+                });
+            }
             BuildkitAddr::DockerUnix(_) | BuildkitAddr::DockerTcp(_) => {
                 Driver::Docker(docker::DockerDriver::new(&addr)?)
             }
-            BuildkitAddr::BuildkitdTcp(_) | BuildkitAddr::BuildkitdUnix(_) => {
-                return Err(OciError::Unsupported {
-                    what: format!("a standalone buildkitd (`{addr}`)"),
-                    hint: "point `buildkit.addr` at a Docker daemon (`docker+unix:///var/run/docker.sock`); the standalone driver is not built yet".to_string(),
+            BuildkitAddr::BuildkitdUnix(_) if tls.is_some() => {
+                return Err(OciError::InvalidAddr {
+                    addr: addr.to_string(),
+                    hint: "TLS files apply to a `tcp://` buildkitd only; a unix socket is protected by its file permissions".to_string(),
                 });
             }
+            BuildkitAddr::BuildkitdUnix(path) => Driver::Buildkitd(
+                buildkitd::BuildkitdDriver::new(addr.clone(), buildkit::Target::Unix(path.clone())),
+            ),
+            BuildkitAddr::BuildkitdTcp(hp) => Driver::Buildkitd(buildkitd::BuildkitdDriver::new(
+                addr.clone(),
+                buildkit::Target::Tcp {
+                    host_port: hp.clone(),
+                    tls,
+                },
+            )),
         };
         Ok(Builder { addr, driver })
     }
@@ -336,8 +412,14 @@ impl Builder {
                 path: request.context.clone(),
             });
         }
+        if request.push && request.tags.is_empty() {
+            return Err(OciError::Invalid(
+                "`push` needs at least one tag to push to; hint: set `tags:`".to_string(),
+            ));
+        }
         match &self.driver {
             Driver::Docker(d) => d.build(request, progress).await,
+            Driver::Buildkitd(d) => d.build(request, progress).await,
         }
     }
 
@@ -354,6 +436,10 @@ impl Builder {
         }
         match &self.driver {
             Driver::Docker(d) => d.push(request, progress).await,
+            Driver::Buildkitd(_) => Err(OciError::Unsupported {
+                what: format!("a separate push on a standalone buildkitd (`{}`)", self.addr),
+                hint: "buildkitd keeps no image store to push from: set `push: true` on the `build` step, which pushes as it exports".to_string(),
+            }),
         }
     }
 }
