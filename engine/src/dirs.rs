@@ -57,8 +57,27 @@ pub fn buildkit_addr() -> Result<kiln_oci::BuildkitAddr, kiln_oci::OciError> {
     kiln_oci::BuildkitAddr::parse(&addr, docker_host.as_deref())
 }
 
+/// TLS for a `tcp://` buildkitd, from `$KILN_BUILDKIT_TLS_CA` (the CA of the daemon's
+/// certificate; setting it turns TLS on), `$KILN_BUILDKIT_TLS_CERT` and `$KILN_BUILDKIT_TLS_KEY`
+/// (a client certificate, when the daemon checks clients) and `$KILN_BUILDKIT_TLS_SERVER_NAME`.
+pub fn buildkit_tls() -> Option<kiln_oci::TlsFiles> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let ca = var("KILN_BUILDKIT_TLS_CA")?;
+    Some(kiln_oci::TlsFiles {
+        ca: ca.into(),
+        cert: var("KILN_BUILDKIT_TLS_CERT").map(Into::into),
+        key: var("KILN_BUILDKIT_TLS_KEY").map(Into::into),
+        server_name: var("KILN_BUILDKIT_TLS_SERVER_NAME").and_then(|v| v.into_string().ok()),
+    })
+}
+
+/// The BuildKit behind the `image` interface, as `buildkit.addr` and the TLS settings say.
+pub fn try_builder() -> Result<kiln_oci::Builder, kiln_oci::OciError> {
+    kiln_oci::Builder::with_tls(buildkit_addr()?, buildkit_tls())
+}
+
 /// The BuildKit behind the `image` interface, or `None` when `buildkit.addr` is unusable
 /// (`kiln run` reports why before it starts).
 pub fn builder() -> Option<kiln_oci::Builder> {
-    buildkit_addr().and_then(kiln_oci::Builder::new).ok()
+    try_builder().ok()
 }

@@ -584,3 +584,230 @@ steps:
     assert_eq!(step(&run, "publish")["outputs"]["pushed"], false);
     assert!(inspect(&format!("{repo}:1"), None, false).is_err());
 }
+
+#[test]
+fn build_with_push_pushes_every_tag_with_auth_and_dry_run_pushes_nothing() {
+    let home = tempfile::tempdir().expect("tmp");
+    let ws = home.path().join("ws");
+    write(
+        &ws,
+        &[(
+            "Dockerfile",
+            &format!("FROM {}\nRUN echo pushed > /p\n", var("KILN_BASE_IMAGE")),
+        )],
+    );
+    let registry = var("KILN_REGISTRY_AUTH");
+    let user = var("KILN_REGISTRY_USER");
+    let password = var("KILN_REGISTRY_PASSWORD");
+    let repo = format!("{registry}/{}", unique("buildpush"));
+    let pipeline = |dry: bool| {
+        format!(
+            r#"
+name: build-push
+steps:
+  - id: image
+    uses: build
+    allow: {{ net: ["{registry}"] }}
+    secrets: [REGISTRY_PASSWORD]
+    with:
+      tags: ["{repo}:1", "{repo}:stable"]
+      push: true
+      dry-run: {dry}
+      auth: {{ username: {user}, password: REGISTRY_PASSWORD }}
+"#
+        )
+    };
+    let creds = format!("{user}:{password}");
+    let (out, run) = kiln_run(
+        home.path(),
+        &pipeline(true),
+        &[("REGISTRY_PASSWORD", &password)],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(step(&run, "image")["outputs"]["pushed"], false);
+    assert!(text(&out.stderr).contains("dry run: would push"));
+    assert!(inspect(&format!("{repo}:1"), Some(&creds), false).is_err());
+
+    let (out, run) = kiln_run(
+        home.path(),
+        &pipeline(false),
+        &[("REGISTRY_PASSWORD", &password)],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let outputs = &step(&run, "image")["outputs"];
+    assert_eq!(outputs["pushed"], true);
+    let digest = outputs["digest"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        outputs["references"],
+        serde_json::json!([
+            format!("{repo}@{digest}"),
+            format!("{repo}:1"),
+            format!("{repo}:stable")
+        ])
+    );
+    for tag in ["1", "stable"] {
+        let manifest = inspect(&format!("{repo}:{tag}"), Some(&creds), false).expect("pushed");
+        assert_eq!(manifest["Digest"], digest.as_str());
+    }
+    assert!(!text(&out.stderr).contains(&password));
+
+    // Pushing needs the registry in allow.net, checked before anything is built.
+    let ungranted = pipeline(false).replace(&format!("allow: {{ net: [\"{registry}\"] }}"), "");
+    let (out, run) = kiln_run(
+        home.path(),
+        &ungranted,
+        &[("REGISTRY_PASSWORD", &password)],
+        &[],
+    );
+    assert!(!out.status.success());
+    let error = step(&run, "image")["error"].to_string();
+    assert!(
+        error.contains("not in the step's network grants"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_inline_cache_is_imported_from_the_registry_and_other_cache_exports_are_refused_on_docker() {
+    let home = tempfile::tempdir().expect("tmp");
+    let ws = home.path().join("ws");
+    write(
+        &ws,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nRUN echo {} > /cached\n",
+                var("KILN_BASE_IMAGE"),
+                unique("layer")
+            ),
+        )],
+    );
+    let registry = var("KILN_REGISTRY");
+    let repo = format!("{registry}/{}", unique("inline"));
+    let pipeline = format!(
+        r#"
+name: cache
+steps:
+  - id: image
+    uses: build
+    allow: {{ net: ["{registry}"] }}
+    with: {{ tags: "{repo}:1", push: true, cache-to: "type=inline", cache-from: "{repo}:1" }}
+"#
+    );
+    let (out, _) = kiln_run(home.path(), &pipeline, &[], &[]);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // The pushed image carries its cache metadata (in the raw config: skopeo's parsed view
+    // drops keys it does not know).
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        "--raw",
+        &format!("docker://{repo}:1"),
+    ]);
+    assert!(raw.status.success(), "{}", text(&raw.stderr));
+    assert!(
+        text(&raw.stdout).contains("moby.buildkit.cache.v0"),
+        "{}",
+        text(&raw.stdout)
+    );
+    // A second build imports the pushed image as its cache.
+    let (out, _) = kiln_run(home.path(), &pipeline, &[], &[]);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("importing cache manifest from"), "{log}");
+
+    let refused = pipeline.replace("type=inline", &format!("type=registry,ref={repo}:cache"));
+    let (out, run) = kiln_run(home.path(), &refused, &[], &[]);
+    assert!(!out.status.success());
+    let error = step(&run, "image")["error"].to_string();
+    assert!(
+        error.contains("cache export of type `registry` on Docker's BuildKit is not supported"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_standalone_buildkitd_that_is_not_there_is_a_clear_unreachable_error() {
+    let home = tempfile::tempdir().expect("tmp");
+    write(&home.path().join("ws"), &[("Dockerfile", "FROM scratch\n")]);
+    let pipeline = "name: bk\nsteps:\n  - id: image\n    uses: build\n    retry: { attempts: 2, backoff: 10ms }\n";
+    let (out, run) = kiln_run(
+        home.path(),
+        pipeline,
+        &[],
+        &[("KILN_BUILDKIT_ADDR", "unix:///nonexistent/buildkitd.sock")],
+    );
+    assert!(!out.status.success());
+    let image = step(&run, "image");
+    let error = image["error"].to_string();
+    assert!(
+        error.contains("cannot reach BuildKit at `unix:///nonexistent/buildkitd.sock`"),
+        "{error}"
+    );
+    // Unreachable is worth retrying.
+    assert_eq!(image["attempts"], 2, "{image:#}");
+}
+
+/// The standalone driver against a real buildkitd, when `BUILDKIT_ADDR` names one (for
+/// example `unix:///run/buildkit/buildkitd.sock`, or `tcp://host:1234` with
+/// `KILN_BUILDKIT_TLS_CA`/`_CERT`/`_KEY`). None can be installed on the CI machines, so there
+/// the test says so and checks nothing.
+#[test]
+fn a_standalone_buildkitd_builds_with_progress_and_secrets_and_pushes_by_itself() {
+    let Ok(addr) = std::env::var("BUILDKIT_ADDR") else {
+        eprintln!("SKIP: BUILDKIT_ADDR is not set (no standalone buildkitd to test against)");
+        return;
+    };
+    let home = tempfile::tempdir().expect("tmp");
+    let ws = home.path().join("ws");
+    write(
+        &ws,
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch AS base\nCOPY hello.txt /\nFROM base\nLABEL org.example.via=buildkitd\n",
+            ),
+            ("hello.txt", "hello\n"),
+        ],
+    );
+    let registry = var("KILN_REGISTRY");
+    let repo = format!("{registry}/{}", unique("buildkitd"));
+    let pipeline = format!(
+        "name: bk\nsteps:\n  - id: image\n    uses: build\n    allow: {{ net: [\"{registry}\"] }}\n    with: {{ tags: \"{repo}:1\", push: true }}\n"
+    );
+    let (out, run) = kiln_run(
+        home.path(),
+        &pipeline,
+        &[],
+        &[("KILN_BUILDKIT_ADDR", &addr)],
+    );
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("COPY hello.txt"), "{log}");
+    let outputs = &step(&run, "image")["outputs"];
+    assert_eq!(outputs["driver"], "buildkitd");
+    let manifest = inspect(&format!("{repo}:1"), None, false).expect("pushed by buildkitd");
+    assert_eq!(manifest["Digest"], outputs["digest"]);
+    assert_eq!(manifest["Labels"]["org.example.via"], "buildkitd");
+
+    // A separate push step cannot work there, and says what to do instead.
+    let pipeline = format!(
+        "name: bk\nsteps:\n  - id: publish\n    uses: push\n    allow: {{ net: [\"{registry}\"] }}\n    with: {{ image: \"{repo}:1\" }}\n"
+    );
+    let (out, run) = kiln_run(
+        home.path(),
+        &pipeline,
+        &[],
+        &[("KILN_BUILDKIT_ADDR", &addr)],
+    );
+    assert!(!out.status.success());
+    let error = step(&run, "publish")["error"].to_string();
+    assert!(
+        error.contains("set `push: true` on the `build` step"),
+        "{error}"
+    );
+}

@@ -159,6 +159,13 @@ impl Host for StepState {
             .iter()
             .map(|c| scope.cache(c, true))
             .collect::<Result<Vec<_>, _>>()?;
+        if request.push {
+            for t in &tags {
+                access
+                    .check_net(&t.registry_host(), "registry")
+                    .map_err(from_access)?;
+            }
+        }
         let mut registry_auth = std::collections::BTreeMap::new();
         for login in request.logins {
             let auth = scope.auth(login.auth, &login.registry).await?;
@@ -183,6 +190,7 @@ impl Host for StepState {
             no_cache: request.no_cache,
             pull: request.pull,
             registry_auth,
+            push: request.push,
         };
         let log = access.log.clone();
         let builder = scope.builder.clone();
@@ -196,6 +204,10 @@ impl Host for StepState {
             tags: built.tags,
             size: built.size,
             driver: builder.addr().driver().to_string(),
+            pushed: built.pushed.map(|p| wit::PushResult {
+                digest: p.digest,
+                references: p.references,
+            }),
         })
     }
 

@@ -61,8 +61,10 @@ async fn try_run(args: RunArgs) -> Result<ExitCode, String> {
         .memory_limit
         .checked_mul(1 << 20)
         .ok_or("`--memory-limit` is too large")?;
-    if let Err(e) = crate::dirs::buildkit_addr().and_then(kiln_oci::Builder::new) {
-        return Err(format!("{e} (from `KILN_BUILDKIT_ADDR`)"));
+    if let Err(e) = crate::dirs::try_builder() {
+        return Err(format!(
+            "{e} (from `KILN_BUILDKIT_ADDR` / `KILN_BUILDKIT_TLS_*`)"
+        ));
     }
     let host = new_host(args.jobs, Some(memory_limit)).map_err(|e| e.to_string())?;
     let loaded = load_pipeline(&args.file, &host).await;

@@ -12,8 +12,9 @@
 //!     secrets: { npmrc: NPM_TOKEN }   # RUN --mount=type=secret,id=npmrc
 //! ```
 //!
-//! BuildKit's progress is streamed into the step log. The image stays in the builder (Docker's
-//! image store) for a later `push` step.
+//! BuildKit's progress is streamed into the step log. With Docker's BuildKit the image stays in
+//! the daemon's store for a later `push` step; `push: true` pushes every tag right after the
+//! build (the only way with a standalone buildkitd, which keeps no image store).
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,11 @@ struct Config {
     pull: bool,
     #[serde(default)]
     logins: Vec<Login>,
+    #[serde(default)]
+    push: bool,
+    auth: Option<Auth>,
+    #[serde(default)]
+    dry_run: bool,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +110,17 @@ fn network(value: Option<&str>) -> Option<BuildNetwork> {
     }
 }
 
+/// The registry part of an image reference (`host[:port]`), as Docker reads it: the first
+/// path component when it has a dot or a colon or is `localhost`, else Docker Hub.
+fn registry_of(reference: &str) -> String {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_string()
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
 /// `dir/name` without doubling slashes; `.` as a dir means the workspace root.
 fn join(dir: &str, name: &str) -> String {
     let dir = dir.trim_end_matches('/');
@@ -156,12 +173,25 @@ impl Plugin for Build {
                 "cache-to": list("caches to export: `type=inline`, `type=registry,ref=…`, `type=local,dest=DIR`"),
                 "no-cache": { "type": "boolean", "description": "do not use the build cache" },
                 "pull": { "type": "boolean", "description": "always look for newer base images" },
-                "logins": { "type": "array", "description": "credentials for registries the build pulls from", "items": login }
+                "logins": { "type": "array", "description": "credentials for registries the build pulls from (and pushes to)", "items": login },
+                "push": { "type": "boolean", "description": "push every tag once built (all or nothing); each tag's registry must be in `allow.net`" },
+                "auth": Auth::schema("credentials for pushing to the tags' registry: `username` + `password` (a secret's name), or `docker-config: true`"),
+                "dry-run": { "type": "boolean", "description": "build, but push nothing even with `push: true`" }
             },
             "additionalProperties": false
         }))
-        .outputs(&["image", "id", "tags", "size", "driver"])
+        .outputs(&[
+            "image",
+            "id",
+            "tags",
+            "size",
+            "driver",
+            "digest",
+            "references",
+            "pushed",
+        ])
         .capability(Capability::Buildkit)
+        .capability(Capability::Registry)
     }
 
     fn validate(config: &Value) -> Result<(), Vec<Problem>> {
@@ -176,6 +206,15 @@ impl Plugin for Build {
             problems.push(Problem::at(
                 "/network",
                 format!("unknown network `{n}`; use `none`, `default` or `host`"),
+            ));
+        }
+        if let Some(auth) = config.get("auth") {
+            problems.extend(Auth::problems(auth, "/auth"));
+        }
+        if config.get("push") == Some(&Value::Bool(true)) && config.get("tags").is_none() {
+            problems.push(Problem::at(
+                "/push",
+                "`push: true` needs `tags:` to say where the image goes",
             ));
         }
         if let Some(Value::Array(logins)) = config.get("logins") {
@@ -211,6 +250,32 @@ impl Plugin for Build {
             ))
         })?;
         let tags = OneOrMany::list(config.tags);
+        let push = config.push && !config.dry_run;
+        let mut logins: Vec<RegistryLogin> = config
+            .logins
+            .into_iter()
+            .map(|l| RegistryLogin {
+                auth: Auth {
+                    username: l.username,
+                    password: l.password,
+                    docker_config: l.docker_config,
+                }
+                .registry_auth(),
+                registry: l.registry,
+            })
+            .collect();
+        if let Some(auth) = &config.auth {
+            // `auth` logs in to the registry of every tag.
+            for tag in &tags {
+                let registry = registry_of(tag);
+                if !logins.iter().any(|l| l.registry == registry) {
+                    logins.push(RegistryLogin {
+                        registry,
+                        auth: auth.registry_auth(),
+                    });
+                }
+            }
+        }
         let request = BuildRequest {
             context: context.clone(),
             dockerfile: dockerfile.clone(),
@@ -237,19 +302,8 @@ impl Plugin for Build {
             tags: tags.clone(),
             no_cache: config.no_cache,
             pull: config.pull,
-            logins: config
-                .logins
-                .into_iter()
-                .map(|l| RegistryLogin {
-                    auth: Auth {
-                        username: l.username,
-                        password: l.password,
-                        docker_config: l.docker_config,
-                    }
-                    .registry_auth(),
-                    registry: l.registry,
-                })
-                .collect(),
+            logins,
+            push,
         };
         log::info(&format!("building {dockerfile} (context {context})"));
         let built = image::build(&request)?;
@@ -266,7 +320,21 @@ impl Plugin for Build {
         set_output("id", &built.image_id)?;
         set_output("tags", &built.tags)?;
         set_output("size", &built.size)?;
-        set_output("driver", &built.driver)
+        set_output("driver", &built.driver)?;
+        if config.push && config.dry_run {
+            log::info(&format!("dry run: would push {}", built.tags.join(", ")));
+        }
+        match built.pushed {
+            Some(pushed) => {
+                for r in &pushed.references {
+                    log::info(&format!("pushed {r}"));
+                }
+                set_output("digest", &pushed.digest)?;
+                set_output("references", &pushed.references)?;
+                set_output("pushed", &true)
+            }
+            None => set_output("pushed", &false),
+        }
     }
 }
 
