@@ -644,6 +644,15 @@ impl Reader<'_, '_> {
                         format!("empty pattern in {what}"),
                         Some("remove it; an empty list already matches everything".to_owned()),
                     );
+                } else if let Err(why) =
+                    crate::trigger::compile_glob(g.value.strip_prefix('!').unwrap_or(&g.value))
+                {
+                    self.error(
+                        "K005",
+                        g.span,
+                        format!("invalid pattern `{}` in {what}: {why}", g.value),
+                        Some("`*` matches within a path segment, `**` across, `?` one character, `[ab]` a class, a leading `!` excludes".to_owned()),
+                    );
                 }
             }
             match key {
