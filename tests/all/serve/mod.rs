@@ -9,7 +9,7 @@ mod webhooks;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -239,10 +239,7 @@ fn parse_response(raw: &[u8]) -> Resp {
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&data[..eol]).into_owned();
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
             .unwrap_or(0);
@@ -257,10 +254,13 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A received request: its headers (lowercase names) and body.
+pub type Received = (BTreeMap<String, String>, String);
+
 /// Receives notifications: every POST is answered 200 and kept.
 pub struct Receiver {
     pub url: String,
-    got: Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
@@ -303,7 +303,7 @@ impl Receiver {
         Receiver { url, got }
     }
 
-    pub fn received(&self) -> Vec<(BTreeMap<String, String>, String)> {
+    pub fn received(&self) -> Vec<Received> {
         self.got
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -311,7 +311,7 @@ impl Receiver {
     }
 
     /// Wait until `n` notifications arrived (or `within` passed); all of them.
-    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<(BTreeMap<String, String>, String)> {
+    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
         let deadline = Instant::now() + within;
         loop {
             let got = self.received();
