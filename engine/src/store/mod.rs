@@ -123,6 +123,19 @@ impl Store {
         }
         let mut conn = open_connection(path, synchronous)?;
         migrations::migrate(&mut conn, path)?;
+        // Checkpoints (copying the WAL into the database file, with fsyncs of both) would run
+        // inside whichever commit crosses the threshold and stall every write waiting on it:
+        // the writer never checkpoints; a thread of its own does, beside it.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = open_connection(path, synchronous)?;
+        std::thread::Builder::new()
+            .name("kiln-store-checkpoint".into())
+            .spawn(move || checkpoint(checkpointer))
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: format!("cannot start the checkpoint thread: {e}"),
+                hint: "the machine is out of threads".to_owned(),
+            })?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("kiln-store-writer".into())
@@ -251,6 +264,27 @@ fn writer(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
         }
         for reply in replies {
             reply(committed.clone());
+        }
+    }
+}
+
+/// Every second, copy what the WAL holds into the database file without blocking writers
+/// (`PASSIVE`); when the WAL has grown past 64 MiB, wait for readers and truncate it.
+fn checkpoint(conn: Connection) {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let result: rusqlite::Result<(i64, i64, i64)> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            });
+        match result {
+            Ok((_, log_pages, _)) if log_pages > 16_384 => {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("store checkpoint failed: {e}"),
         }
     }
 }
