@@ -295,8 +295,8 @@ pub fn max_log_seq(conn: &Connection, run_id: &str) -> Result<i64> {
     )?)
 }
 
-/// Claim the oldest queued run that is due and whose concurrency group has nothing running:
-/// it becomes `running`, leased to `worker` until `now + lease_ms`. Atomic across processes
+/// Claim the oldest queued run that is due and whose concurrency group has nothing running
+/// (or that cancels the older runs of its group, see [`enter_group`]): it becomes `running`, leased to `worker` until `now + lease_ms`. Atomic across processes
 /// (the write transaction holds SQLite's write lock).
 pub fn claim_run(
     conn: &Connection,
@@ -309,7 +309,7 @@ pub fn claim_run(
             "UPDATE runs SET state = 'running', claimed_by = ?1, lease_until = ?2, \
              attempt = attempt + 1, started_at = COALESCE(started_at, ?3), cancel_requested = 0 \
              WHERE seq = (SELECT r.seq FROM runs r WHERE r.state = 'queued' AND r.not_before <= ?3 \
-               AND (r.concurrency_group IS NULL OR NOT EXISTS (SELECT 1 FROM runs o \
+               AND (r.concurrency_group IS NULL OR r.cancel_older = 1 OR NOT EXISTS (SELECT 1 FROM runs o \
                     WHERE o.concurrency_group = r.concurrency_group AND o.state = 'running')) \
                ORDER BY r.not_before, r.seq LIMIT 1) \
              AND state = 'queued' RETURNING id",

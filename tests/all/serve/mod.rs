@@ -3,6 +3,7 @@
 //! signing code (npm, through `tests/webhooks/tool.mjs`).
 
 mod api;
+mod builds;
 mod durability;
 mod webhooks;
 
