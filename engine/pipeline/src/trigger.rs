@@ -274,4 +274,27 @@ mod tests {
         );
         assert!(t.matches(&TriggerEvent::Manual).is_match());
     }
+
+    #[test]
+    fn concurrency_names_a_group_template_and_may_cancel_older_runs() {
+        let parse = |c: &str| {
+            crate::parse(
+                "t.yaml",
+                &format!("name: t\nconcurrency: {c}\nsteps:\n  - id: a\n    uses: echo\n"),
+            )
+        };
+        let (p, d) = parse("\"deploy-${{ git.branch }}\"");
+        assert!(d.is_empty(), "{}", crate::render(&d));
+        let c = p.and_then(|p| p.concurrency).expect("concurrency");
+        assert!(!c.cancel_in_progress);
+        let (p, d) = parse("{ group: deploy, cancel-in-progress: true }");
+        assert!(d.is_empty(), "{}", crate::render(&d));
+        assert!(p.and_then(|p| p.concurrency).expect("c").cancel_in_progress);
+        let (_, d) = parse("{ cancel-in-progress: true }");
+        assert_eq!(d[0].code, "K004");
+        let (_, d) = parse("{ group: x, cancel: true }");
+        assert_eq!(d[0].code, "K003");
+        let (_, d) = parse("\"${{ steps.a.outputs.x }}\"");
+        assert_eq!(d[0].code, "K105", "{}", crate::render(&d));
+    }
 }

@@ -189,10 +189,31 @@ impl Worker {
             }
         }
 
-        // 3. Concurrency group.
-        if let Some(group) = &run.concurrency_group {
-            let (rid, group, seq, older) =
-                (run.id.clone(), group.clone(), run.seq, run.cancel_older);
+        // 3. Concurrency group: the request's, else the pipeline's `concurrency:`.
+        let git = git_facts(run, sha.as_deref());
+        let group = match (&run.concurrency_group, &resolved.plan.pipeline.concurrency) {
+            (Some(g), _) => Some((g.clone(), run.cancel_older)),
+            (None, Some(c)) => {
+                let mut roots = serde_json::Map::new();
+                roots.insert("event".into(), run.event.clone());
+                roots.insert("git".into(), git.clone());
+                roots.insert("run".into(), json!({ "id": run.id }));
+                let scope = kiln_expr::Scope {
+                    roots,
+                    status: kiln_expr::Status::default(),
+                };
+                match c.group.value.eval(&scope) {
+                    Ok(v) => Some((kiln_expr::to_display_string(&v), c.cancel_in_progress)),
+                    Err(e) => {
+                        return failed(format!("cannot evaluate `concurrency.group`: {e}"), false);
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        if let Some((group, older)) = group {
+            log.system(format!("concurrency group `{group}`"));
+            let (rid, seq) = (run.id.clone(), run.seq);
             match self
                 .store
                 .write(move |c| store::enter_group(c, &rid, seq, &group, older, now_ms()))
@@ -242,7 +263,6 @@ impl Worker {
         if let Value::Object(map) = &mut event {
             map.entry("inputs").or_insert_with(|| run.inputs.clone());
         }
-        let git = git_facts(run, sha.as_deref());
         let options = RunOptions {
             run_id: run.id.clone(),
             jobs: self.config.jobs,

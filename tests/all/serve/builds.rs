@@ -212,4 +212,49 @@ fn a_newer_run_of_a_concurrency_group_cancels_the_older_one_and_others_wait_thei
         server.wait_finished(&waiting, Duration::from_secs(30))["state"],
         "cancelled"
     );
+
+    // The pipeline's own `concurrency:` names the group from the run's facts.
+    let own = |env: &str, slow: bool| {
+        let steps = if slow {
+            slow_step("wait", 30_000)
+        } else {
+            "  - id: a\n    uses: echo\n    with: { message: hi }\n".to_owned()
+        };
+        json!({
+            "pipeline_yaml": format!("name: deploy\nconcurrency: {{ group: \"deploy-${{{{ event.inputs.env }}}}\", cancel-in-progress: true }}\nsteps:\n{steps}"),
+            "inputs": { "env": env }
+        })
+    };
+    let first = server.create_run(&own("prod", true));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get(&format!("/v1/runs/{first}")).json()["steps"][0]["state"] != "running" {
+        assert!(
+            Instant::now() < deadline,
+            "never started:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.get(&format!("/v1/runs/{first}")).json()["concurrency_group"],
+        "deploy-prod"
+    );
+    let staging = server.create_run(&own("staging", false));
+    assert_eq!(
+        server.wait_finished(&staging, Duration::from_secs(30))["state"],
+        "succeeded"
+    );
+    assert_eq!(
+        server.get(&format!("/v1/runs/{first}")).json()["state"],
+        "running"
+    );
+    let second = server.create_run(&own("prod", false));
+    assert_eq!(
+        server.wait_finished(&second, Duration::from_secs(60))["state"],
+        "succeeded"
+    );
+    assert_eq!(
+        server.wait_finished(&first, Duration::from_secs(30))["state"],
+        "cancelled"
+    );
 }
