@@ -101,6 +101,11 @@ impl Worker {
         self.config.data_dir.join("runs").join(id).join("workspace")
     }
 
+    /// Cancelled when the server stops (log followers end, loops stop claiming).
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
     /// Cancel run `id` if this worker runs it.
     pub fn cancel_local(&self, id: &str) -> bool {
         let running = self

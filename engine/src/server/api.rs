@@ -768,9 +768,16 @@ fn follow(
                 Ok(_) => {}
                 Err(_) => {}
             }
+            let stopping = st.app.worker.shutdown().clone();
             tokio::select! {
                 _ = st.changed.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stopping.cancelled() => {
+                    // The server stops: end the stream (the client may resume with
+                    // `Last-Event-ID` from another server or after the restart).
+                    st.done = true;
+                    return Some((vec![SseEvent::default().event("stopping").data("{}")], st));
+                }
             }
         }
     });

@@ -151,6 +151,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
             wait_for_signal().await;
             eprintln!("kiln serve: stopping (running runs resume at the next start)");
             stop.cancel();
+            // Requests in flight get a few seconds; nothing accepted depends on them.
+            tokio::spawn(async {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                eprintln!("kiln serve: connections still open after 10 s; exiting");
+                std::process::exit(0);
+            });
         })
         .await
         .map_err(|e| format!("the server stopped: {e}"))?;
