@@ -51,7 +51,16 @@ fn a_seed_004_build_request_clones_builds_and_pushes_the_image() {
         ),
     )
     .expect("write");
-    std::fs::write(work.join("hello.txt"), "hello from a build request\n").expect("write");
+    // Unique content, so BuildKit's cache from an earlier test run cannot skip the `RUN`.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    std::fs::write(
+        work.join("hello.txt"),
+        format!("hello from a build request {nonce}\n"),
+    )
+    .expect("write");
     git(&work, &["init", "-q", "-b", "release"]);
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "app"]);
