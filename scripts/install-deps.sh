@@ -39,3 +39,11 @@ if ! dpkg -s libssl-dev pkg-config zlib1g-dev >/dev/null 2>&1; then
   echo "installing libssl-dev, pkg-config and zlib1g-dev for git2"
   apt_install libssl-dev pkg-config zlib1g-dev
 fi
+
+# The `kiln serve` tests sign and check webhooks with GitHub's own npm packages and validate the
+# OpenAPI document (scripts/webhook-fixtures.sh installs those into target/npm): they need node
+# and npm. Machines of this project's kind ship Node 20; elsewhere Debian's packages do.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "installing nodejs and npm for the kiln serve tests"
+  apt_install nodejs npm
+fi

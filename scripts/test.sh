@@ -8,6 +8,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "dependencies"
 scripts/install-deps.sh
+step "npm fixtures of the kiln serve tests (webhook payloads, signing, OpenAPI validator)"
+scripts/webhook-fixtures.sh >/dev/null
 step "plugins (wasm32-wasip2)"
 scripts/build-plugins.sh
 step "format"

@@ -9,8 +9,11 @@ pub mod cli;
 pub mod dirs;
 pub mod mask;
 pub mod plan;
+pub mod queue;
 pub mod run;
 pub mod scheduler;
+pub mod server;
+pub mod store;
 
 pub use kiln_host as host;
 pub use kiln_pipeline as pipeline;

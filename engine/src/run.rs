@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// State of a run.
@@ -32,7 +32,7 @@ impl RunState {
 }
 
 /// State of one step (or one matrix instance of a step).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepState {
     Pending,
@@ -63,8 +63,8 @@ impl StepState {
     }
 }
 
-/// The record of one step instance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The record of one step instance (stored as JSON by `kiln serve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRun {
     /// Instance id: `build`, or `image[app=web]` for a matrix instance.
     pub id: String,
@@ -90,7 +90,7 @@ pub struct StepRun {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Failed, but `continue-on-error` let the run go on.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub continue_on_error: bool,
 }
 

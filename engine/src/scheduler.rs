@@ -34,6 +34,9 @@ use crate::mask::Masker;
 use crate::plan::{Instance, Plan, cartesian, instance_id};
 use crate::run::{Event, Run, RunState, StepRun, StepState, now_rfc3339};
 
+mod reuse;
+pub use reuse::PreviousResults;
+
 /// Timeout of a step that sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// Most units a dynamic matrix may expand to.
@@ -84,6 +87,9 @@ pub struct RunOptions {
     pub secrets: BTreeMap<String, String>,
     /// Memory cap of one step; `None` for the host default.
     pub memory_limit: Option<u64>,
+    /// Results of an earlier run of the same plan to take over where nothing upstream changed
+    /// (`kiln serve`'s retry of a failed run); see [`reuse`].
+    pub previous: Option<Arc<PreviousResults>>,
 }
 
 /// Run `plan` to the end (or until `cancel`), sending events as things happen. Returns the
@@ -151,6 +157,7 @@ struct Scheduler<E> {
     outputs: BTreeMap<usize, Vec<(usize, Outputs)>>,
     failed_step: Option<String>,
     cancelled: bool,
+    reuse: reuse::Reuse,
 }
 
 impl<E: Executor> Scheduler<E> {
@@ -176,7 +183,9 @@ impl<E: Executor> Scheduler<E> {
                 outcome: None,
             })
             .collect();
+        let reuse = reuse::Reuse::new(options.previous.clone(), plan.graph.node_count());
         let mut s = Scheduler {
+            reuse,
             plan,
             executor,
             options,
@@ -362,6 +371,7 @@ impl<E: Executor> Scheduler<E> {
                     }
                     Ok(c) => c.into_iter().map(Some).collect(),
                     Err(message) => {
+                        self.reuse.ran(node);
                         let mut record =
                             StepRun::new(step.id.value.clone(), step.id.value.clone(), None);
                         record.state = StepState::Failed;
@@ -399,9 +409,15 @@ impl<E: Executor> Scheduler<E> {
                     record: self.records.len() - 1,
                     matrix: combo,
                 });
+                let instance = &self.records[self.units[unit].record].1.id;
+                if let Some(previous) = self.reuse.take(&self.plan.graph, node, instance) {
+                    self.finish_unit(unit, previous);
+                    continue;
+                }
                 // `if:` is decided per unit: it may read `matrix`.
                 match self.condition_holds(unit, &step, status) {
                     Ok(true) => {
+                        self.reuse.ran(node);
                         self.queued.insert((node.index(), n, unit));
                     }
                     Ok(false) => {
@@ -411,6 +427,7 @@ impl<E: Executor> Scheduler<E> {
                         self.finish_unit(unit, record);
                     }
                     Err(message) => {
+                        self.reuse.ran(node);
                         let mut record = self.records[self.units[unit].record].1.clone();
                         record.state = StepState::Failed;
                         record.error = Some(

@@ -7,5 +7,6 @@ mod git;
 mod image;
 mod nx;
 mod sandbox;
+mod serve;
 mod support;
 mod ui;

@@ -4,7 +4,9 @@
 //! given to editors cannot drift from what the parser accepts.
 
 /// Keys of the top-level mapping.
-pub(crate) const TOP_KEYS: &[&str] = &["name", "on", "env", "steps"];
+pub(crate) const TOP_KEYS: &[&str] = &["name", "on", "env", "steps", "concurrency"];
+/// Keys of `concurrency:` in its long form.
+pub(crate) const CONCURRENCY_KEYS: &[&str] = &["group", "cancel-in-progress"];
 /// Keys of `on:`.
 pub(crate) const ON_KEYS: &[&str] = &["push", "pull_request", "manual"];
 /// The events `on:` accepts in its short forms (`on: push`, `on: [push, pull_request]`).

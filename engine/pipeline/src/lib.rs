@@ -20,14 +20,18 @@
 //! The codes of all diagnostics are listed in [`diag`].
 
 mod check;
+mod data;
 pub mod diag;
 mod keys;
 pub mod model;
 mod parse;
 pub mod schema;
+mod trigger;
 mod yaml;
 
+pub use data::{Data, parse_data};
 pub use diag::{Diagnostic, Severity, SourceFile, Span, has_errors, render, to_json};
 pub use keys::suggest;
 pub use model::*;
 pub use parse::{DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, parse};
+pub use trigger::{TriggerEvent, TriggerMatch, compile_glob, select};

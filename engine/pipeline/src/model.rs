@@ -30,6 +30,18 @@ pub struct Pipeline {
     pub env: Vec<(Spanned<String>, Spanned<Template>)>,
     /// Steps in file order; the order breaks ties when several steps are ready at once.
     pub steps: Vec<Step>,
+    /// `concurrency:` (used by `kiln serve`; `kiln run` ignores it).
+    pub concurrency: Option<Concurrency>,
+}
+
+/// `concurrency:`: runs of one group run one at a time. `concurrency: NAME` or
+/// `concurrency: { group: NAME, cancel-in-progress: true }`; the group is a template that may
+/// read `event`, `git` and `run`, like the pipeline's `env`.
+#[derive(Debug, Clone)]
+pub struct Concurrency {
+    pub group: Spanned<Template>,
+    /// A new run cancels the older runs of its group instead of waiting for them.
+    pub cancel_in_progress: bool,
 }
 
 /// `on:`: which events start the pipeline. Absent means manual runs only.

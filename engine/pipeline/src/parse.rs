@@ -14,7 +14,8 @@ use crate::check;
 use crate::diag::{Diagnostic, Severity, SourceFile, Span};
 use crate::keys::{self, list, suggest};
 use crate::model::{
-    Allow, Axis, Config, EventFilter, Matrix, Pipeline, PluginRef, Retry, Spanned, Step, Triggers,
+    Allow, Axis, Concurrency, Config, EventFilter, Matrix, Pipeline, PluginRef, Retry, Spanned,
+    Step, Triggers,
 };
 use crate::yaml::{self, Kind, Loaded, Node, OffsetMap, ScalarValue, Source, TreeProblem};
 
@@ -503,6 +504,7 @@ impl Reader<'_, '_> {
         let mut on = None;
         let mut env = Vec::new();
         let mut steps = None;
+        let mut concurrency = None;
         for (key, v) in self.entries(pairs, keys::TOP_KEYS, "at the top level") {
             match key {
                 "name" => {
@@ -516,6 +518,7 @@ impl Reader<'_, '_> {
                 "on" => on = Some(self.triggers(v)),
                 "env" => env = self.env(v, Owner::Pipeline, ""),
                 "steps" => steps = Some(self.steps(v)),
+                "concurrency" => concurrency = self.concurrency(v),
                 _ => {}
             }
         }
@@ -554,7 +557,67 @@ impl Reader<'_, '_> {
                 .filter(|r| r.has_id && r.has_uses)
                 .map(|r| r.step)
                 .collect(),
+            concurrency,
         })
+    }
+
+    /// `concurrency:`: a group name, or `{ group, cancel-in-progress }`.
+    fn concurrency(&mut self, v: Val<'_>) -> Option<Concurrency> {
+        let group = |this: &mut Self, gv: Val<'_>, what: &str| -> Option<Spanned<Template>> {
+            let s = this.string(gv, what, "a group name (a string; it may hold `${{ }}`)")?;
+            if s.value.trim().is_empty() {
+                this.error(
+                    "K005",
+                    gv.span,
+                    format!("{what} is empty"),
+                    Some("name the group, e.g. `deploy-${{ git.branch }}`".to_owned()),
+                );
+                return None;
+            }
+            let t = this.template(&s.value, gv, Owner::Pipeline, what, false)?;
+            Some(Spanned {
+                value: t,
+                span: s.span,
+            })
+        };
+        match &v.node.kind {
+            Kind::Map(pairs) => {
+                let mut g = None;
+                let mut cancel_in_progress = false;
+                for (key, kv) in self.entries(pairs, keys::CONCURRENCY_KEYS, "in `concurrency`") {
+                    match key {
+                        "group" => g = group(self, kv, "`concurrency.group`"),
+                        "cancel-in-progress" => match &kv.node.kind {
+                            Kind::Scalar(s) if matches!(s.value, ScalarValue::Bool(_)) => {
+                                cancel_in_progress = s.value == ScalarValue::Bool(true);
+                            }
+                            _ => self.wrong_type(
+                                kv,
+                                "`concurrency.cancel-in-progress`",
+                                "`true` or `false`",
+                            ),
+                        },
+                        _ => {}
+                    }
+                }
+                if g.is_none() && !pairs.iter().any(|(k, _)| k.as_str() == Some("group")) {
+                    self.missing(
+                        v.span,
+                        "group",
+                        "in `concurrency`",
+                        "add `group: <name>`".to_owned(),
+                    );
+                }
+                g.map(|group| Concurrency {
+                    group,
+                    cancel_in_progress,
+                })
+            }
+            _ => group(self, v, "`concurrency`").map(|group| Concurrency {
+                group,
+                cancel_in_progress: false,
+            }),
+        }
     }
 
     /// `on:`.
@@ -643,6 +706,15 @@ impl Reader<'_, '_> {
                         g.span,
                         format!("empty pattern in {what}"),
                         Some("remove it; an empty list already matches everything".to_owned()),
+                    );
+                } else if let Err(why) =
+                    crate::trigger::compile_glob(g.value.strip_prefix('!').unwrap_or(&g.value))
+                {
+                    self.error(
+                        "K005",
+                        g.span,
+                        format!("invalid pattern `{}` in {what}: {why}", g.value),
+                        Some("`*` matches within a path segment, `**` across, `?` one character, `[ab]` a class, a leading `!` excludes".to_owned()),
                     );
                 }
             }

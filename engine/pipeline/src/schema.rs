@@ -74,6 +74,13 @@ pub fn schema() -> Value {
                 "type": "array",
                 "minItems": 1,
                 "items": { "$ref": "#/$defs/step" }
+            },
+            "concurrency": {
+                "description": "Runs of one group run one at a time under `kiln serve` (ignored by `kiln run`). A group name (a template that may read `event`, `git`, `run`), or a mapping.",
+                "oneOf": [
+                    { "type": "string", "minLength": 1 },
+                    { "$ref": "#/$defs/concurrency" }
+                ]
             }
         },
         "$defs": {
@@ -216,6 +223,23 @@ pub fn schema() -> Value {
                         "Hosts the plugin may connect to, as `host:port` (port 1 to 65535)."
                     )
                 }
+            },
+            "concurrency": {
+                "description": "A concurrency group.",
+                "type": "object",
+                "required": ["group"],
+                "additionalProperties": false,
+                "properties": {
+                    "group": {
+                        "description": "The group's name; a template that may read `event`, `git`, `run`.",
+                        "type": "string",
+                        "minLength": 1
+                    },
+                    "cancel-in-progress": {
+                        "description": "A new run cancels the older runs of its group instead of waiting for them.",
+                        "type": "boolean"
+                    }
+                }
             }
         }
     })
@@ -255,6 +279,7 @@ mod tests {
             ("/$defs/step", keys::STEP_KEYS),
             ("/$defs/retry", keys::RETRY_KEYS),
             ("/$defs/allow", keys::ALLOW_KEYS),
+            ("/$defs/concurrency", keys::CONCURRENCY_KEYS),
         ];
         let mut found = Vec::new();
         objects(&schema(), String::new(), &mut found);

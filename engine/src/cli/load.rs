@@ -26,10 +26,20 @@ impl Loaded {
 
 /// A plugin host with the on-disk component cache, sized for `jobs` concurrent steps.
 pub fn new_host(jobs: usize, memory_limit: Option<u64>) -> Result<Arc<PluginHost>, HostError> {
+    new_host_with(jobs, memory_limit, true)
+}
+
+/// [`new_host`] whose git layer clones local repositories only when `allow_local` (`kiln run`:
+/// yes; `kiln serve`: only when configured).
+pub fn new_host_with(
+    jobs: usize,
+    memory_limit: Option<u64>,
+    allow_local: bool,
+) -> Result<Arc<PluginHost>, HostError> {
     let mut config = HostConfig {
         cache_dir: Some(crate::dirs::cache_dir().join("components")),
         max_instances: u32::try_from(jobs.saturating_add(4)).unwrap_or(u32::MAX),
-        git: Some(Arc::new(crate::dirs::git(true))),
+        git: Some(Arc::new(crate::dirs::git(allow_local))),
         oci: crate::dirs::builder().map(Arc::new),
         ..HostConfig::default()
     };
@@ -49,7 +59,19 @@ pub async fn load_pipeline(path: &Path, host: &Arc<PluginHost>) -> Loaded {
         },
         Err(e) => return unreadable(&display, format!("cannot be read: {e}")),
     };
-    let (pipeline, mut diagnostics) = kiln_pipeline::parse(&display, &text);
+    let base_dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_text(&display, &text, &base_dir, host).await
+}
+
+/// Parse and plan pipeline `text` (named `display` in diagnostics); plugin paths are relative
+/// to `base_dir`.
+pub async fn load_text(
+    display: &str,
+    text: &str,
+    base_dir: &Path,
+    host: &Arc<PluginHost>,
+) -> Loaded {
+    let (pipeline, mut diagnostics) = kiln_pipeline::parse(display, text);
     let Some(pipeline) = pipeline else {
         return Loaded {
             resolved: None,
@@ -62,9 +84,8 @@ pub async fn load_pipeline(path: &Path, host: &Arc<PluginHost>) -> Loaded {
             diagnostics,
         };
     }
-    let base_dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let loader = PluginLoader::new(host.clone());
-    let (resolved, more) = resolve(pipeline, &loader, &base_dir).await;
+    let (resolved, more) = resolve(pipeline, &loader, base_dir).await;
     diagnostics.extend(more);
     Loaded {
         resolved,

@@ -8,13 +8,14 @@ mod load;
 mod nx;
 mod progress;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use load::{Loaded, load_pipeline, new_host};
+pub use load::{Loaded, load_pipeline, load_text, new_host, new_host_with};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,6 +55,11 @@ enum Command {
     /// Nx workspaces: which projects a change affects (no Node needed).
     #[command(subcommand)]
     Nx(nx::NxCommand),
+    /// Run the HTTP server: the runs API, GitHub/GitLab webhooks, the durable queue.
+    Serve(serve::ServeArgs),
+    /// API tokens for `kiln serve`.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -103,6 +109,8 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Plugins { name } => plugins(name).await,
         Command::Cache(command) => cache::cache(command),
         Command::Nx(command) => nx::nx(command),
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Token(command) => serve::token(command),
     }
 }
 

@@ -118,6 +118,7 @@ async fn try_run(args: RunArgs) -> Result<ExitCode, String> {
         git,
         secrets,
         memory_limit: Some(memory_limit),
+        previous: None,
     };
     let to_stderr = args.json;
     let tty = if to_stderr {

@@ -97,6 +97,7 @@ fn options(jobs: usize) -> RunOptions {
         git: json!({}),
         secrets: BTreeMap::new(),
         memory_limit: None,
+        previous: None,
     }
 }
 
@@ -492,4 +493,66 @@ steps:
     assert_eq!(state(&run, "a"), StepState::Cancelled);
     assert_eq!(state(&run, "b"), StepState::Skipped);
     assert_eq!(state(&run, "c"), StepState::Skipped);
+}
+
+#[tokio::test]
+async fn a_retry_reruns_the_failed_step_and_its_dependents_and_reuses_the_rest() {
+    let steps = |fail_b: bool| {
+        let b = if fail_b {
+            "{ fail: boom }"
+        } else {
+            "{ outputs: { v: 2 } }"
+        };
+        format!(
+            "name: t\nsteps:\n  - id: a\n    uses: fake\n    with: {{ outputs: {{ v: 1 }} }}\n  - id: b\n    uses: fake\n    needs: [a]\n    with: {b}\n  - id: c\n    uses: fake\n    needs: [b]\n    with: {{ outputs: {{ v: 3 }} }}\n  - id: d\n    uses: fake\n    with: {{ outputs: {{ v: 4 }} }}\n"
+        )
+    };
+    let mut opts = options(4);
+    opts.fail_fast = false;
+    let (first, _) = run_with(&steps(true), opts.clone(), Arc::new(Fake::default())).await;
+    assert_eq!(first.state, RunState::Failed);
+    assert_eq!(state(&first, "c"), StepState::Skipped);
+
+    opts.previous = Some(Arc::new(super::PreviousResults::new(
+        "run-1",
+        first.steps.clone(),
+    )));
+    let fake = Arc::new(Fake::default());
+    let (second, _) = run_with(&steps(false), opts, fake.clone()).await;
+    assert_eq!(second.state, RunState::Succeeded, "{second:#?}");
+    let ran: Vec<String> = fake
+        .timeline
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, w, _)| *w == "start")
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    assert_eq!(ran, vec!["b".to_owned(), "c".to_owned()]);
+    let a = second.steps.iter().find(|s| s.id == "a").expect("a");
+    assert_eq!(a.reason.as_deref(), Some("reused from run `run-1`"));
+    assert_eq!(a.outputs.get("v"), Some(&json!(1)));
+    assert_eq!(state(&second, "d"), StepState::Succeeded);
+}
+
+#[tokio::test]
+async fn nothing_is_reused_downstream_of_a_step_that_ran_again() {
+    let yaml =
+        "name: t\nsteps:\n  - id: a\n    uses: fake\n  - id: b\n    uses: fake\n    needs: [a]\n";
+    let (first, _) = run_with(yaml, options(2), Arc::new(Fake::default())).await;
+    assert_eq!(first.state, RunState::Succeeded);
+    // Only `b` is known from before: `a` runs, so `b` must run again too.
+    let only_b: Vec<_> = first
+        .steps
+        .iter()
+        .filter(|s| s.id == "b")
+        .cloned()
+        .collect();
+    let mut opts = options(2);
+    opts.previous = Some(Arc::new(super::PreviousResults::new("run-0", only_b)));
+    let fake = Arc::new(Fake::default());
+    let (second, _) = run_with(yaml, opts, fake.clone()).await;
+    assert_eq!(second.state, RunState::Succeeded);
+    assert_eq!(fake.timeline.lock().unwrap().len(), 4, "both steps ran");
+    assert!(second.steps.iter().all(|s| s.reason.is_none()));
 }
