@@ -3,6 +3,7 @@
 
 mod cli;
 mod git;
+mod git_push;
 mod image;
 mod nx;
 mod sandbox;

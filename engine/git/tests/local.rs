@@ -225,6 +225,25 @@ fn cloning_again_into_the_same_directory_updates_it() {
 }
 
 #[test]
+fn cloning_the_checked_out_branch_again_after_new_commits_moves_it_forward() {
+    let f = Fixture::new();
+    f.clone(Some("main"), "ws").unwrap();
+    std::fs::write(f.repo.join("new.txt"), "new\n").unwrap();
+    git(&f.repo, &["add", "."]);
+    git(&f.repo, &["commit", "-q", "-m", "third"]);
+    let c = f.clone(Some("main"), "ws").unwrap();
+    assert_eq!(c.message.trim(), "third");
+    let ws = f.root.join("ws");
+    assert_eq!(git(&ws, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+    assert_eq!(
+        git(&ws, &["rev-parse", "HEAD"]),
+        git(&f.repo, &["rev-parse", "main"])
+    );
+    assert!(ws.join("new.txt").is_file());
+    assert_eq!(git(&ws, &["status", "--porcelain"]), "");
+}
+
+#[test]
 fn a_directory_holding_other_files_is_refused() {
     let f = Fixture::new();
     std::fs::create_dir_all(f.root.join("busy")).unwrap();

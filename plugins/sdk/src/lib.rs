@@ -284,8 +284,9 @@ pub mod log {
 pub mod git {
     use crate::bindings::kiln::plugin::git as wit_git;
     pub use crate::bindings::kiln::plugin::git::{
-        BasicAuth, Change, ChangeKind, CloneRequest, CommitInfo, Credentials, Error, ErrorKind,
-        HostKeyCheck, Remote, SshKeyAuth,
+        BasicAuth, Change, ChangeKind, CloneRequest, CommitInfo, CommitRequest, CommitResult,
+        Credentials, Error, ErrorKind, HostKeyCheck, Identity, PushRequest, PushResult, Remote,
+        SshKeyAuth,
     };
 
     /// Clone (or update an earlier clone) through the host's mirror cache.
@@ -316,6 +317,119 @@ pub mod git {
     /// Every file path of a revision, sorted.
     pub fn list_files(repo: &str, rev: &str) -> Result<Vec<String>, Error> {
         wit_git::list_files(repo, rev)
+    }
+
+    /// Stage changes of a working tree and commit them (needs [`crate::Capability::WorkspaceWrite`]).
+    pub fn commit(request: &CommitRequest) -> Result<CommitResult, Error> {
+        wit_git::commit(request)
+    }
+
+    /// Push one commit to one ref of a remote (a URL or a remote's name, e.g. `origin`).
+    pub fn push(request: &PushRequest) -> Result<PushResult, Error> {
+        wit_git::push(request)
+    }
+
+    /// Parses `Name <email>`, as `git commit --author` takes it.
+    pub fn parse_identity(text: &str) -> Option<Identity> {
+        let (name, rest) = text.split_once('<')?;
+        let email = rest.strip_suffix('>')?;
+        let (name, email) = (name.trim(), email.trim());
+        let bad = |s: &str| s.is_empty() || s.contains(['<', '>', '\n', '\r']);
+        if bad(name) || bad(email) || email.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(Identity {
+            name: name.to_owned(),
+            email: email.to_owned(),
+        })
+    }
+
+    /// One string or a list of them, in a config.
+    #[derive(Debug, Clone, serde::Deserialize)]
+    #[serde(untagged)]
+    pub enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    impl OneOrMany {
+        pub fn into_vec(self) -> Vec<String> {
+            match self {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(v) => v,
+            }
+        }
+    }
+
+    /// The SSH host-key keys of a git plugin's config, `known-hosts` (a secret's name),
+    /// `host-key` (pinned keys) and `insecure-skip-host-key-check`, as JSON Schema properties.
+    pub fn host_key_schema() -> crate::Value {
+        crate::json!({
+            "known-hosts": { "type": "string", "description": "name of the step secret holding known_hosts lines for the SSH server" },
+            "host-key": {
+                "description": "pinned SSH host key(s): `ssh-ed25519 AAAA...` or known_hosts lines",
+                "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ]
+            },
+            "insecure-skip-host-key-check": { "type": "boolean", "description": "accept any SSH host key (not recommended)" }
+        })
+    }
+
+    /// `known-hosts`, `host-key` and `insecure-skip-host-key-check` are alternatives.
+    pub fn host_key_problems(config: &crate::Value) -> Vec<crate::Problem> {
+        let checks: Vec<&str> = ["known-hosts", "host-key", "insecure-skip-host-key-check"]
+            .into_iter()
+            .filter(|k| {
+                config
+                    .get(k)
+                    .is_some_and(|v| v != &crate::Value::Bool(false))
+            })
+            .collect();
+        if checks.len() < 2 {
+            return Vec::new();
+        }
+        vec![crate::Problem::at(
+            format!("/{}", checks[1]),
+            format!(
+                "{} are alternatives; keep one",
+                checks
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        )]
+    }
+
+    /// The host-key check those keys ask for (the host's known_hosts when none is given).
+    pub fn host_key_check(
+        known_hosts: Option<String>,
+        host_key: Option<OneOrMany>,
+        insecure_skip: bool,
+    ) -> HostKeyCheck {
+        if insecure_skip {
+            HostKeyCheck::AcceptAny
+        } else if let Some(secret) = known_hosts {
+            HostKeyCheck::KnownHostsSecret(secret)
+        } else if let Some(keys) = host_key {
+            HostKeyCheck::Pinned(keys.into_vec())
+        } else {
+            HostKeyCheck::System
+        }
+    }
+
+    /// A problem when the URL at `config[key]` carries a password (`https://user:pw@host/…`).
+    pub fn url_password_problem(config: &crate::Value, key: &str) -> Option<crate::Problem> {
+        let crate::Value::String(url) = config.get(key)? else {
+            return None;
+        };
+        let (_, rest) = url.split_once("://")?;
+        let (userinfo, _) = rest.split('/').next()?.rsplit_once('@')?;
+        userinfo.contains(':').then(|| {
+            crate::Problem::at(
+                format!("/{key}"),
+                "the URL contains a password; remove it and use `auth:` with a secret",
+            )
+        })
     }
 
     /// The `auth:` mapping of a git plugin's config: names of the step's secrets, never values.
@@ -419,9 +533,11 @@ pub mod git {
         /// Grant, input, credential and trust problems are not retried; network trouble is.
         fn from(e: Error) -> Self {
             match e.kind {
-                ErrorKind::Denied | ErrorKind::Auth | ErrorKind::HostKey => {
-                    crate::StepError::Denied(e.message)
-                }
+                ErrorKind::Denied
+                | ErrorKind::Auth
+                | ErrorKind::HostKey
+                | ErrorKind::Rejected
+                | ErrorKind::Refused => crate::StepError::Denied(e.message),
                 ErrorKind::Invalid | ErrorKind::NotFound => {
                     crate::StepError::InvalidConfig(e.message)
                 }
