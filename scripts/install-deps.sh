@@ -39,3 +39,10 @@ if ! dpkg -s libssl-dev pkg-config zlib1g-dev >/dev/null 2>&1; then
   echo "installing libssl-dev, pkg-config and zlib1g-dev for git2"
   apt_install libssl-dev pkg-config zlib1g-dev
 fi
+
+# The HTTP tests run a webhook receiver written with Python's standard library
+# (tests/support/http_server.py) and make TLS certificates with the openssl CLI.
+if ! command -v python3 >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+  echo "installing python3 and openssl for the HTTP tests"
+  apt_install python3 openssl
+fi
