@@ -14,6 +14,7 @@ const BUILTINS: &[&str] = &[
     "build",
     "push",
     "git-push",
+    "notify",
 ];
 
 fn main() {

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::{kiln, run_json, services_env, step, text};
+use crate::support::{kiln, kiln_run, services_env, step, text};
 
 /// The variables of `scripts/services.sh env git`, with the servers running.
 pub(crate) fn services() -> &'static HashMap<String, String> {
@@ -94,28 +94,6 @@ pub(crate) fn http_port() -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-/// Runs `pipeline` with `--json` in a fresh home, with `secrets` set as env vars.
-pub(crate) fn kiln_run(
-    home: &Path,
-    pipeline: &str,
-    secrets: &[(&str, &str)],
-) -> (Output, serde_json::Value) {
-    let file = home.join("pipeline.yaml");
-    std::fs::write(&file, pipeline).expect("write pipeline");
-    let mut cmd = kiln(home);
-    cmd.arg("run")
-        .arg(&file)
-        .arg("--json")
-        .arg("--workspace")
-        .arg(home.join("ws"));
-    for (name, value) in secrets {
-        cmd.args(["--secret", name]).env(name, value);
-    }
-    let out = cmd.output().expect("kiln runs");
-    let json = run_json(&out);
-    (out, json)
 }
 
 #[test]

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use crate::git::{file, git, http_port, kiln_run, served, var};
-use crate::support::{step, text};
+use crate::git::{file, git, http_port, served, var};
+use crate::support::{kiln_run, step, text};
 
 /// What a fresh `git clone` of `bare` has on `main`: its head, `URL.md`, and the head's author
 /// and subject.
@@ -101,7 +101,10 @@ fn a_pipeline_clones_over_ssh_commits_url_md_and_pushes_it_back_with_the_deploy_
 
     let (head, url_md, log) = fresh_clone(&s.bare, &home.path().join("fresh"));
     assert_eq!(head, pushed);
-    assert_eq!(url_md, format!("https://notebooks.example.com/{}\n", s.name));
+    assert_eq!(
+        url_md,
+        format!("https://notebooks.example.com/{}\n", s.name)
+    );
     assert_eq!(
         log,
         format!("Notebook Bot <bot@example.com>|Update URL.md for {}", s.sha)

@@ -5,6 +5,7 @@ mod cli;
 mod git;
 mod git_push;
 mod image;
+mod notify;
 mod nx;
 mod sandbox;
 mod support;

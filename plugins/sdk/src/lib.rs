@@ -53,6 +53,8 @@ pub enum Capability {
     Buildkit,
     /// Push images with [`image::push`] (registries must be listed in `allow.net`).
     Registry,
+    /// Send HTTP(S) requests with [`http::send`] (hosts must be listed in `allow.net`).
+    Http,
 }
 
 /// What a plugin says about itself.
@@ -646,6 +648,165 @@ pub mod image {
     }
 }
 
+/// Outbound HTTP(S), sent by the host ([`Capability::Http`]): only to `host:port`s in the
+/// step's `allow.net` (redirects too); credentials and signing keys name secrets of the step,
+/// whose values never enter the plugin.
+pub mod http {
+    use crate::bindings::kiln::plugin::http as wit_http;
+    pub use crate::bindings::kiln::plugin::http::{
+        Auth as RequestAuth, BasicAuth, Error, ErrorKind, Method, Request, Response,
+        SecretHeader, Signature,
+    };
+
+    /// Sends one request; any status is a response, only transport problems are errors.
+    pub fn send(request: &Request) -> Result<Response, Error> {
+        wit_http::send(request)
+    }
+
+    impl Method {
+        /// Parses `GET`, `post`, ... (case-insensitive).
+        pub fn parse(text: &str) -> Option<Method> {
+            Some(match text.to_ascii_uppercase().as_str() {
+                "GET" => Method::Get,
+                "HEAD" => Method::Head,
+                "POST" => Method::Post,
+                "PUT" => Method::Put,
+                "PATCH" => Method::Patch,
+                "DELETE" => Method::Delete,
+                "OPTIONS" => Method::Options,
+                _ => return None,
+            })
+        }
+
+        pub fn as_str(&self) -> &'static str {
+            match self {
+                Method::Get => "GET",
+                Method::Head => "HEAD",
+                Method::Post => "POST",
+                Method::Put => "PUT",
+                Method::Patch => "PATCH",
+                Method::Delete => "DELETE",
+                Method::Options => "OPTIONS",
+            }
+        }
+    }
+
+    /// The `auth:` mapping of an HTTP plugin's config, names of the step's secrets: `bearer`,
+    /// or `username` + `password`, or `header` + `secret`.
+    #[derive(Debug, Clone, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub struct Auth {
+        /// Secret holding a bearer token.
+        pub bearer: Option<String>,
+        pub username: Option<String>,
+        /// Secret holding the password for `username`.
+        pub password: Option<String>,
+        /// A header whose value is the secret `secret`, e.g. `X-Api-Key`.
+        pub header: Option<String>,
+        pub secret: Option<String>,
+    }
+
+    impl Auth {
+        /// JSON Schema of the `auth:` mapping.
+        pub fn schema(description: &str) -> crate::Value {
+            let secret = |what: &str| crate::json!({ "type": "string", "description": format!("name of the step secret holding {what}") });
+            crate::json!({
+                "type": "object",
+                "description": description,
+                "properties": {
+                    "bearer": secret("a bearer token (`Authorization: Bearer …`)"),
+                    "username": { "type": "string", "description": "user name for basic auth, with `password`" },
+                    "password": secret("the basic-auth password"),
+                    "header": { "type": "string", "description": "a header that carries the secret `secret`, e.g. `X-Api-Key`" },
+                    "secret": secret("the value of `header`")
+                },
+                "additionalProperties": false
+            })
+        }
+
+        /// What is wrong with the `auth:` value at JSON Pointer `at`: no kind or several kinds
+        /// of credentials, a part without its partner.
+        pub fn problems(auth: &crate::Value, at: &str) -> Vec<crate::Problem> {
+            let has = |k: &str| auth.get(k).is_some();
+            let mut problems = Vec::new();
+            let kinds: Vec<&str> = [
+                ("bearer", has("bearer")),
+                ("username/password", has("username") || has("password")),
+                ("header/secret", has("header") || has("secret")),
+            ]
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| k)
+            .collect();
+            if kinds.len() > 1 {
+                problems.push(crate::Problem::at(
+                    at,
+                    format!(
+                        "`auth` mixes {}; use one of `bearer`, `username` + `password`, or `header` + `secret`",
+                        kinds.join(" and ")
+                    ),
+                ));
+            } else if kinds.is_empty() {
+                problems.push(crate::Problem::at(
+                    at,
+                    "`auth` names no credentials; set `bearer`, `username` + `password`, or `header` + `secret`",
+                ));
+            }
+            for (a, b) in [("username", "password"), ("header", "secret")] {
+                if has(a) != has(b) {
+                    let (given, missing) = if has(a) { (a, b) } else { (b, a) };
+                    problems.push(crate::Problem::at(
+                        format!("{at}/{given}"),
+                        format!("`{given}` needs `{missing}`"),
+                    ));
+                }
+            }
+            problems
+        }
+
+        /// The [`RequestAuth`] these names stand for.
+        pub fn request_auth(&self) -> Result<RequestAuth, crate::StepError> {
+            match self.clone() {
+                Auth {
+                    bearer: Some(b), ..
+                } => Ok(RequestAuth::Bearer(b)),
+                Auth {
+                    username: Some(username),
+                    password: Some(password_secret),
+                    ..
+                } => Ok(RequestAuth::Basic(BasicAuth {
+                    username,
+                    password_secret,
+                })),
+                Auth {
+                    header: Some(name),
+                    secret: Some(secret),
+                    ..
+                } => Ok(RequestAuth::Header(SecretHeader { name, secret })),
+                _ => Err(crate::StepError::InvalidConfig(
+                    "`auth` needs `bearer`, `username` + `password`, or `header` + `secret`".into(),
+                )),
+            }
+        }
+    }
+
+    impl From<Error> for crate::StepError {
+        /// Grants and bad requests are not retried; a server that cannot be reached, is too
+        /// slow or breaks off is.
+        fn from(e: Error) -> Self {
+            match e.kind {
+                ErrorKind::Denied | ErrorKind::Tls => crate::StepError::Denied(e.message),
+                ErrorKind::Invalid | ErrorKind::TooManyRedirects => {
+                    crate::StepError::InvalidConfig(e.message)
+                }
+                ErrorKind::Unreachable | ErrorKind::Timeout | ErrorKind::Failed => {
+                    crate::StepError::Failed(e.message)
+                }
+            }
+        }
+    }
+}
+
 /// A step plugin. Export it with [`export_plugin!`].
 pub trait Plugin {
     /// Describe the plugin.
@@ -679,6 +840,7 @@ impl<P: Plugin> bindings::Guest for Exported<P> {
                     Capability::Git => wit::Capability::Git,
                     Capability::Buildkit => wit::Capability::Buildkit,
                     Capability::Registry => wit::Capability::Registry,
+                    Capability::Http => wit::Capability::Http,
                 })
                 .collect(),
         }
