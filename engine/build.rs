@@ -14,6 +14,8 @@ const BUILTINS: &[&str] = &[
     "build",
     "push",
     "detect",
+    "git-push",
+    "notify",
 ];
 
 fn main() {

@@ -47,3 +47,10 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "installing nodejs and npm for the kiln serve tests"
   apt_install nodejs npm
 fi
+
+# The HTTP tests run a webhook receiver written with Python's standard library
+# (tests/support/http_server.py) and make TLS certificates with the openssl CLI.
+if ! command -v python3 >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+  echo "installing python3 and openssl for the HTTP tests"
+  apt_install python3 openssl
+fi

@@ -81,3 +81,15 @@ pub fn try_builder() -> Result<kiln_oci::Builder, kiln_oci::OciError> {
 pub fn builder() -> Option<kiln_oci::Builder> {
     try_builder().ok()
 }
+
+/// The client behind the `http` interface, trusting the system's root certificates (or
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR`); `None`, with a warning, when none can be loaded.
+pub fn http_client() -> Option<kiln_http::Client> {
+    match kiln_http::Client::new(concat!("kiln/", env!("CARGO_PKG_VERSION"))) {
+        Ok(client) => Some(client),
+        Err(e) => {
+            tracing::warn!("outbound HTTP is off: {e}");
+            None
+        }
+    }
+}

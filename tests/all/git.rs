@@ -4,30 +4,30 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::{kiln, run_json, services_env, step, text};
+use crate::support::{kiln, kiln_run, services_env, step, text};
 
 /// The variables of `scripts/services.sh env git`, with the servers running.
-fn services() -> &'static HashMap<String, String> {
+pub(crate) fn services() -> &'static HashMap<String, String> {
     static SERVICES: OnceLock<HashMap<String, String>> = OnceLock::new();
     SERVICES.get_or_init(|| services_env("git").into_iter().collect())
 }
 
-fn var(name: &str) -> String {
+pub(crate) fn var(name: &str) -> String {
     services()
         .get(name)
         .unwrap_or_else(|| panic!("{name} missing from the services' env.json"))
         .clone()
 }
 
-fn file(name: &str) -> String {
+pub(crate) fn file(name: &str) -> String {
     std::fs::read_to_string(var(name)).expect("a services file")
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
         .args(args)
@@ -43,10 +43,10 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A bare repository on the servers with one commit on `main`; removed on drop.
-struct Served {
-    name: String,
-    bare: PathBuf,
-    sha: String,
+pub(crate) struct Served {
+    pub(crate) name: String,
+    pub(crate) bare: PathBuf,
+    pub(crate) sha: String,
 }
 
 impl Drop for Served {
@@ -55,7 +55,7 @@ impl Drop for Served {
     }
 }
 
-fn served(test: &str, dir: &Path) -> Served {
+pub(crate) fn served(test: &str, dir: &Path) -> Served {
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "e2e-{test}-{}-{}.git",
@@ -88,30 +88,12 @@ fn served(test: &str, dir: &Path) -> Served {
     Served { name, bare, sha }
 }
 
-fn http_port() -> String {
+pub(crate) fn http_port() -> String {
     var("KILN_GIT_HTTP_URL")
         .rsplit(':')
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-/// Runs `pipeline` with `--json` in a fresh home, with `secrets` set as env vars.
-fn kiln_run(home: &Path, pipeline: &str, secrets: &[(&str, &str)]) -> (Output, serde_json::Value) {
-    let file = home.join("pipeline.yaml");
-    std::fs::write(&file, pipeline).expect("write pipeline");
-    let mut cmd = kiln(home);
-    cmd.arg("run")
-        .arg(&file)
-        .arg("--json")
-        .arg("--workspace")
-        .arg(home.join("ws"));
-    for (name, value) in secrets {
-        cmd.args(["--secret", name]).env(name, value);
-    }
-    let out = cmd.output().expect("kiln runs");
-    let json = run_json(&out);
-    (out, json)
 }
 
 #[test]

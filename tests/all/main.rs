@@ -4,7 +4,9 @@
 mod cli;
 mod detect;
 mod git;
+mod git_push;
 mod image;
+mod notify;
 mod nx;
 mod sandbox;
 mod serve;

@@ -100,3 +100,36 @@ pub fn services_env(name: &str) -> BTreeMap<String, String> {
     started.insert(name.to_owned(), vars.clone());
     vars
 }
+
+/// Runs `pipeline` with `--json` in a fresh home, with `secrets` set as env vars.
+pub fn kiln_run(
+    home: &Path,
+    pipeline: &str,
+    secrets: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
+    kiln_run_env(home, pipeline, secrets, &[])
+}
+
+/// [`kiln_run`] with more env vars for the `kiln` process.
+pub fn kiln_run_env(
+    home: &Path,
+    pipeline: &str,
+    secrets: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
+    let file = home.join("pipeline.yaml");
+    std::fs::write(&file, pipeline).expect("write pipeline");
+    let mut cmd = kiln(home);
+    cmd.arg("run")
+        .arg(&file)
+        .arg("--json")
+        .arg("--workspace")
+        .arg(home.join("ws"));
+    for (name, value) in secrets {
+        cmd.args(["--secret", name]).env(name, value);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("kiln runs");
+    let json = run_json(&out);
+    (out, json)
+}

@@ -567,7 +567,10 @@ fn checkout(
         .map_err(err)?;
     match resolved {
         Resolved::Branch(b) => {
-            repo.branch(b, &commit, true).map_err(err)?;
+            // Not `Repository::branch`: it refuses to move the branch `HEAD` is on, which is
+            // what cloning again into an earlier clone of the same branch must do.
+            repo.reference(&format!("refs/heads/{b}"), oid, true, "kiln: clone")
+                .map_err(err)?;
             let mut cfg = repo.config().map_err(err)?;
             cfg.set_str(&format!("branch.{b}.remote"), "origin")
                 .map_err(err)?;

@@ -270,9 +270,17 @@ fn diff(repo: &Repository, base: Oid, head: Oid) -> Result<Vec<Change>, GitError
     let err = |e: git2::Error| GitError::other("diff", e);
     let old = repo.find_commit(base).and_then(|c| c.tree()).map_err(err)?;
     let new = repo.find_commit(head).and_then(|c| c.tree()).map_err(err)?;
-    let mut diff = repo
-        .diff_tree_to_tree(Some(&old), Some(&new), None)
-        .map_err(err)?;
+    diff_trees(repo, Some(&old), &new)
+}
+
+/// What changed from `old` (none: the empty tree) to `new`, renames detected.
+pub(crate) fn diff_trees(
+    repo: &Repository,
+    old: Option<&git2::Tree<'_>>,
+    new: &git2::Tree<'_>,
+) -> Result<Vec<Change>, GitError> {
+    let err = |e: git2::Error| GitError::other("diff", e);
+    let mut diff = repo.diff_tree_to_tree(old, Some(new), None).map_err(err)?;
     let mut find = DiffFindOptions::new();
     find.renames(true);
     diff.find_similar(Some(&mut find)).map_err(err)?;

@@ -1,6 +1,6 @@
 //! Kiln's git layer, on libgit2: clone a remote into a workspace through a mirror cache, with
 //! credentials and SSH host-key checks, and read history (changed files between commits, files
-//! at a commit).
+//! at a commit), and write through it (commit changes of a working tree, push a commit).
 //!
 //! Everything here blocks: call it from a blocking thread (`tokio::task::spawn_blocking`), never
 //! from an async task. Long transfers stop early when the [`Cancel`] flag is set.
@@ -28,12 +28,14 @@ mod clone;
 mod history;
 mod mirror;
 mod url;
+mod write;
 
 pub use auth::{Credentials, HostKeyCheck};
 pub use clone::{CloneOptions, Commit};
 pub use history::{Access, Change, ChangeKind};
 pub use mirror::MirrorInfo;
 pub use url::{Location, RemoteUrl, redact};
+pub use write::{CommitOptions, Committed, Identity, PushOptions, Pushed};
 
 /// Settings of the git layer.
 #[derive(Debug, Clone)]
@@ -143,6 +145,31 @@ pub enum GitError {
     UnknownRevision {
         repo: String,
         reference: String,
+        hint: String,
+    },
+    /// Bad input for a commit or a push: a path that matches nothing, an empty message, a
+    /// detached `HEAD` with no branch named, ...
+    #[error("{message}\n  hint: {hint}")]
+    Invalid { message: String, hint: String },
+    /// The remote ref has commits the pushed one does not contain (a non-fast-forward).
+    #[error(
+        "the push to `{url}` was rejected: `{reference}` there has commits that `{sha}` does not contain (non-fast-forward)\n  hint: {hint}"
+    )]
+    PushRejected {
+        url: String,
+        reference: String,
+        sha: String,
+        hint: String,
+    },
+    /// The server refused the update itself: a hook, branch protection, a read-only path.
+    #[error("`{url}` refused the push to `{reference}`: {reason}{remote_says}\n  hint: {hint}")]
+    PushRefused {
+        url: String,
+        reference: String,
+        /// The status the server gave the ref (`pre-receive hook declined`).
+        reason: String,
+        /// `\n  the server said: …` with its messages, or empty.
+        remote_says: String,
         hint: String,
     },
     /// The caller's grant check refused a remote.

@@ -17,8 +17,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kiln_git::{
-    Access, Cancel, CloneOptions, Credentials, Git, GitConfig, GitError, HostKeyCheck, Remote,
-    RemoteUrl,
+    Access, Cancel, CloneOptions, CommitOptions, Credentials, Git, GitConfig, GitError,
+    HostKeyCheck, Identity, PushOptions, Pushed, Remote, RemoteUrl,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1029,4 +1029,273 @@ fn credentials_never_appear_in_the_workspace_the_mirror_or_errors() {
         .replacen("http://", &format!("http://kiln:{password}@"), 1);
     let e = RemoteUrl::parse(&with_password).unwrap_err();
     assert!(!format!("{e} {e:?}").contains(&password), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// commit and push
+
+impl Served {
+    /// Clones `remote`'s `main` into `dest`, writes `URL.md` and commits it; returns the commit.
+    fn clone_and_commit(&self, remote: Remote, dest: &str, text: &str) -> String {
+        self.clone(remote, Some("main"), dest).result.unwrap();
+        let ws = self.dest(dest);
+        write(&ws, "URL.md", text);
+        let c = self
+            .git
+            .commit_changes(&CommitOptions {
+                repo: ws.clone(),
+                confine: Some(self.tmp.path().to_path_buf()),
+                paths: vec!["URL.md".into()],
+                message: "Update URL.md".into(),
+                author: Identity::parse("Kiln <kiln@example.com>").unwrap(),
+                committer: None,
+                allow_empty: false,
+            })
+            .unwrap();
+        assert!(c.created);
+        c.commit.sha
+    }
+
+    /// Pushes `HEAD` of `dest` to `remote`'s URL (with its credentials), collecting progress.
+    fn push_from(
+        &self,
+        dest: &str,
+        remote: &Remote,
+        force: bool,
+    ) -> (Result<Pushed, GitError>, Vec<String>) {
+        let lines = Mutex::new(Vec::new());
+        let options = PushOptions {
+            repo: self.dest(dest),
+            confine: Some(self.tmp.path().to_path_buf()),
+            remote: "origin".into(),
+            credentials: remote.credentials.clone(),
+            host_key: remote.host_key.clone(),
+            source: None,
+            destination: None,
+            force,
+            update_tracking: true,
+            authorize: &|_| Ok(()),
+        };
+        let result = self.git.push(
+            &options,
+            &|l| lines.lock().unwrap().push(l.to_string()),
+            &Cancel::default(),
+        );
+        (result, lines.into_inner().unwrap())
+    }
+
+    /// What a fresh `git clone` of the bare repository has at `main`: the commit and URL.md.
+    fn fresh_clone_main(&self) -> (String, String) {
+        let dir = self.tmp.path().join("fresh");
+        let _ = std::fs::remove_dir_all(&dir);
+        git(
+            self.tmp.path(),
+            &[
+                "clone",
+                "-q",
+                self.bare.to_str().unwrap(),
+                dir.to_str().unwrap(),
+            ],
+        );
+        let sha = git(&dir, &["rev-parse", "HEAD"]);
+        let url_md = std::fs::read_to_string(dir.join("URL.md")).unwrap_or_default();
+        (sha, url_md)
+    }
+
+    /// Another client pushes a commit to `main`, so a clone made earlier is behind.
+    fn someone_else_pushes(&self) -> String {
+        self.push_commit("theirs.txt", "theirs\n", "someone else's commit")
+    }
+}
+
+#[test]
+fn a_commit_is_pushed_over_http_with_basic_auth_and_a_fresh_git_clone_has_it() {
+    let s = Served::new("push-http");
+    let remote = userpass(&s.http_auth(), &services().password());
+    let before = git(&s.bare, &["rev-parse", "main"]);
+    let sha = s.clone_and_commit(remote.clone(), "ws", "https://nb.example.com/a\n");
+    let (result, progress) = s.push_from("ws", &remote, false);
+    let p = result.unwrap_or_else(|e| panic!("push failed: {e}"));
+    assert_eq!(p.sha, sha);
+    assert_eq!(p.reference, "refs/heads/main");
+    assert_eq!(p.previous.as_deref(), Some(before.as_str()));
+    assert!(p.updated);
+    assert_eq!(p.url, s.http_auth());
+    assert!(
+        progress.iter().any(|l| l.starts_with("pushed ")),
+        "{progress:?}"
+    );
+    let (fresh, url_md) = s.fresh_clone_main();
+    assert_eq!(fresh, sha);
+    assert_eq!(url_md, "https://nb.example.com/a\n");
+    assert_eq!(
+        git(&s.bare, &["log", "-1", "--format=%an <%ae>|%s", "main"]),
+        "Kiln <kiln@example.com>|Update URL.md"
+    );
+    assert_eq!(git(&s.dest("ws"), &["rev-parse", "origin/main"]), sha);
+    // The password is nowhere in the repository that pushed.
+    let password = services().password();
+    assert_eq!(
+        files_containing(&s.dest("ws/.git"), &password),
+        Vec::<PathBuf>::new()
+    );
+    assert!(!progress.iter().any(|l| l.contains(&password)));
+}
+
+#[test]
+fn a_commit_is_pushed_over_ssh_with_the_deploy_key_and_known_hosts() {
+    let s = Served::new("push-ssh");
+    let remote = ssh_remote(&s.ssh(), deploy_key(), known_hosts());
+    let sha = s.clone_and_commit(remote.clone(), "ws", "ssh\n");
+    let (result, _) = s.push_from("ws", &remote, false);
+    let p = result.unwrap_or_else(|e| panic!("push failed: {e}"));
+    assert_eq!(p.sha, sha);
+    assert_eq!(s.fresh_clone_main(), (sha, "ssh\n".to_string()));
+}
+
+#[test]
+fn a_push_with_the_wrong_known_hosts_is_refused_before_anything_is_sent() {
+    let s = Served::new("push-ssh-hostkey");
+    let good = ssh_remote(&s.ssh(), deploy_key(), known_hosts());
+    s.clone_and_commit(good, "ws", "x\n");
+    let before = git(&s.bare, &["rev-parse", "main"]);
+    let wrong = ssh_remote(
+        &s.ssh(),
+        deploy_key(),
+        HostKeyCheck::KnownHosts(services().file("KILN_GIT_KNOWN_HOSTS_WRONG")),
+    );
+    let e = s.push_from("ws", &wrong, false).0.unwrap_err();
+    assert!(matches!(e, GitError::HostKeyMismatch { .. }), "{e:?}");
+    assert_eq!(git(&s.bare, &["rev-parse", "main"]), before);
+}
+
+#[test]
+fn a_non_fast_forward_push_is_rejected_over_http_and_ssh_and_force_overwrites() {
+    let s = Served::new("push-nonff");
+    let http = userpass(&s.http_auth(), &services().password());
+    let ssh = ssh_remote(&s.ssh(), deploy_key(), known_hosts());
+    s.clone_and_commit(http.clone(), "http", "http\n");
+    let ours = s.clone_and_commit(ssh.clone(), "ssh", "ssh\n");
+    let theirs = s.someone_else_pushes();
+    for (dest, remote) in [("http", &http), ("ssh", &ssh)] {
+        let e = s.push_from(dest, remote, false).0.unwrap_err();
+        assert!(matches!(e, GitError::PushRejected { .. }), "{dest}: {e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("non-fast-forward") && msg.contains("refs/heads/main"),
+            "{msg}"
+        );
+        assert_eq!(git(&s.bare, &["rev-parse", "main"]), theirs);
+    }
+    let p = s.push_from("ssh", &ssh, true).0.unwrap();
+    assert_eq!(p.previous.as_deref(), Some(theirs.as_str()));
+    assert_eq!(s.fresh_clone_main().0, ours);
+}
+
+#[test]
+fn a_server_hook_that_refuses_the_push_is_a_refusal_with_its_message_not_a_rejection() {
+    let s = Served::new("push-hook");
+    let hook = s.bare.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'GL-HOOK-ERR: branch main is protected; open a merge request' >&2\nexit 1\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).unwrap();
+    let before = git(&s.bare, &["rev-parse", "main"]);
+    let http = userpass(&s.http_auth(), &services().password());
+    let ssh = ssh_remote(&s.ssh(), deploy_key(), known_hosts());
+    s.clone_and_commit(http.clone(), "http", "x\n");
+    s.clone_and_commit(ssh.clone(), "ssh", "x\n");
+    for (dest, remote) in [("http", &http), ("ssh", &ssh)] {
+        let (result, progress) = s.push_from(dest, remote, false);
+        let e = result.unwrap_err();
+        assert!(matches!(e, GitError::PushRefused { .. }), "{dest}: {e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("refused the push to `refs/heads/main`"),
+            "{msg}"
+        );
+        assert!(msg.contains("pre-receive hook declined"), "{msg}");
+        assert!(msg.contains("branch main is protected"), "{msg}");
+        assert!(
+            progress.iter().any(|l| l.contains("remote: GL-HOOK-ERR")),
+            "{progress:?}"
+        );
+        assert_eq!(git(&s.bare, &["rev-parse", "main"]), before);
+    }
+}
+
+#[test]
+fn pushing_with_a_wrong_password_or_to_the_read_only_endpoint_is_an_auth_error() {
+    let s = Served::new("push-auth");
+    let good = userpass(&s.http_auth(), &services().password());
+    s.clone_and_commit(good, "ws", "x\n");
+    let password = "not-the-password-91c2";
+    let wrong = userpass(&s.http_auth(), password);
+    let e = s.push_from("ws", &wrong, false).0.unwrap_err();
+    assert!(matches!(e, GitError::Auth { .. }), "{e:?}");
+    let shown = format!("{e} {e:?}");
+    assert!(shown.contains("may push"), "{shown}");
+    assert!(!shown.contains(password), "{shown}");
+
+    // The anonymous endpoint serves clones but not pushes.
+    let options = PushOptions {
+        repo: s.dest("ws"),
+        confine: None,
+        remote: s.http_anon(),
+        credentials: Credentials::None,
+        host_key: HostKeyCheck::System,
+        source: None,
+        destination: Some("main".into()),
+        force: false,
+        update_tracking: false,
+        authorize: &|_| Ok(()),
+    };
+    let e = s
+        .git
+        .push(&options, &|_| {}, &Cancel::default())
+        .unwrap_err();
+    assert!(
+        matches!(e, GitError::Auth { .. } | GitError::AuthRequired { .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(&s.http_anon()), "{e}");
+}
+
+#[test]
+fn a_push_the_grant_check_refuses_never_reaches_the_server() {
+    let s = Served::new("push-denied");
+    let good = userpass(&s.http_auth(), &services().password());
+    s.clone_and_commit(good.clone(), "ws", "x\n");
+    let log = PathBuf::from(services().var("KILN_GIT_REPOS")).join("../http/logs/access.log");
+    let requests = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .matches(&s.name)
+            .count()
+    };
+    let before = requests();
+    assert!(before > 0, "the clone is in {}", log.display());
+    let deny = |u: &RemoteUrl| Err(GitError::Denied(format!("`{u}` is not granted")));
+    let options = PushOptions {
+        repo: s.dest("ws"),
+        confine: None,
+        remote: "origin".into(),
+        credentials: good.credentials.clone(),
+        host_key: HostKeyCheck::System,
+        source: None,
+        destination: None,
+        force: false,
+        update_tracking: false,
+        authorize: &deny,
+    };
+    let e = s
+        .git
+        .push(&options, &|_| {}, &Cancel::default())
+        .unwrap_err();
+    assert!(matches!(e, GitError::Denied(_)), "{e:?}");
+    assert_eq!(requests(), before, "the server saw a request");
 }

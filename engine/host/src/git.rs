@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln_git::{
-    Access, Cancel, CloneOptions, Credentials, Git, GitError, HostKeyCheck, Remote, RemoteUrl,
+    Access, Cancel, CloneOptions, CommitOptions, Credentials, Git, GitError, HostKeyCheck,
+    Identity, PushOptions, Remote, RemoteUrl,
 };
 
 use crate::LogStream;
@@ -46,7 +47,11 @@ fn from_access(e: AccessError) -> wit::Error {
 fn from_git(e: GitError) -> wit::Error {
     use wit::ErrorKind as K;
     let kind = match &e {
-        GitError::InvalidUrl { .. } | GitError::DestinationInUse { .. } => K::Invalid,
+        GitError::InvalidUrl { .. }
+        | GitError::DestinationInUse { .. }
+        | GitError::Invalid { .. } => K::Invalid,
+        GitError::PushRejected { .. } => K::Rejected,
+        GitError::PushRefused { .. } => K::Refused,
         GitError::LocalNotAllowed { .. } => K::Denied,
         GitError::Auth { .. } | GitError::AuthRequired { .. } => K::Auth,
         GitError::HostKeyUnknown { .. }
@@ -87,7 +92,17 @@ impl GitScope {
 
     fn remote(&self, r: wit::Remote) -> Result<Remote, wit::Error> {
         let url = RemoteUrl::parse(&r.url).map_err(from_git)?;
-        let credentials = match r.credentials {
+        let network = matches!(url.location, kiln_git::Location::Network { .. });
+        Ok(Remote {
+            credentials: self.credentials(r.credentials)?,
+            host_key: self.host_key(r.host_key, &url.to_string(), network)?,
+            url,
+        })
+    }
+
+    /// Credentials by secret name -> values.
+    fn credentials(&self, c: wit::Credentials) -> Result<Credentials, wit::Error> {
+        Ok(match c {
             wit::Credentials::None => Credentials::None,
             wit::Credentials::Basic(b) => Credentials::UserPass {
                 password: self.secret(&b.password_secret, "password")?,
@@ -101,27 +116,32 @@ impl GitScope {
                 },
                 username: k.username,
             },
-        };
-        let host_key = match r.host_key {
+        })
+    }
+
+    /// The host-key policy, with the known_hosts secret read; `network` says whether opting
+    /// out deserves a warning.
+    fn host_key(
+        &self,
+        h: wit::HostKeyCheck,
+        remote: &str,
+        network: bool,
+    ) -> Result<HostKeyCheck, wit::Error> {
+        Ok(match h {
             wit::HostKeyCheck::System => HostKeyCheck::System,
             wit::HostKeyCheck::KnownHostsSecret(name) => {
                 HostKeyCheck::KnownHosts(self.secret(&name, "known_hosts")?)
             }
             wit::HostKeyCheck::Pinned(lines) => HostKeyCheck::Pinned(lines),
             wit::HostKeyCheck::AcceptAny => {
-                if matches!(url.location, kiln_git::Location::Network { .. }) {
+                if network {
                     self.access.log.message(
                         LogStream::Warn,
-                        &format!("not checking the ssh host key of {url}: the step opted out"),
+                        &format!("not checking the ssh host key of {remote}: the step opted out"),
                     );
                 }
                 HostKeyCheck::AcceptAny
             }
-        };
-        Ok(Remote {
-            url,
-            credentials,
-            host_key,
         })
     }
 
@@ -225,20 +245,7 @@ impl Host for StepState {
             let changes = git
                 .changed_files(&path, &base, &head, &access)
                 .map_err(from_git)?;
-            Ok(changes
-                .into_iter()
-                .map(|c| wit::Change {
-                    kind: match c.kind {
-                        kiln_git::ChangeKind::Added => wit::ChangeKind::Added,
-                        kiln_git::ChangeKind::Modified => wit::ChangeKind::Modified,
-                        kiln_git::ChangeKind::Deleted => wit::ChangeKind::Deleted,
-                        kiln_git::ChangeKind::Renamed => wit::ChangeKind::Renamed,
-                        kiln_git::ChangeKind::TypeChanged => wit::ChangeKind::TypeChanged,
-                    },
-                    path: c.path,
-                    old_path: c.old_path,
-                })
-                .collect())
+            Ok(changes.into_iter().map(change).collect())
         })
         .await
     }
@@ -276,6 +283,99 @@ impl Host for StepState {
             git.list_files(&path, &rev).map_err(from_git)
         })
         .await
+    }
+
+    async fn commit(
+        &mut self,
+        request: wit::CommitRequest,
+    ) -> Result<wit::CommitResult, wit::Error> {
+        let scope = self.git_scope()?;
+        if !scope.access.workspace_write {
+            return Err(denied(
+                "committing writes to the workspace, which this step may only read\n  hint: add `allow: { workspace: write }` to the step",
+            ));
+        }
+        let options = CommitOptions {
+            repo: scope.host_path(&request.repo)?,
+            confine: Some(scope.access.workspace.clone()),
+            paths: request.paths,
+            message: request.message,
+            author: identity(request.author),
+            committer: request.committer.map(identity),
+            allow_empty: request.allow_empty,
+        };
+        let git = scope.git.clone();
+        blocking(scope.access.log.clone(), move |_, _| {
+            let done = git.commit_changes(&options).map_err(from_git)?;
+            Ok(wit::CommitResult {
+                commit: commit(done.commit),
+                created: done.created,
+                changes: done.changes.into_iter().map(change).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn push(&mut self, request: wit::PushRequest) -> Result<wit::PushResult, wit::Error> {
+        let scope = self.git_scope()?;
+        let repo = scope.host_path(&request.repo)?;
+        let target = request.remote.url;
+        // A remote name is resolved (and its URL checked) by the git layer.
+        let network = RemoteUrl::parse(&target)
+            .map(|u| !u.is_local())
+            .unwrap_or(true);
+        let credentials = scope.credentials(request.remote.credentials)?;
+        let host_key = scope.host_key(request.remote.host_key, &target, network)?;
+        let git = scope.git.clone();
+        let net = scope.access.net.clone();
+        let confine = scope.access.workspace.clone();
+        // Moving `refs/remotes/<name>/<branch>` writes to the repository.
+        let update_tracking = scope.access.workspace_write;
+        let (source, destination, force) = (request.source, request.destination, request.force);
+        blocking(scope.access.log.clone(), move |progress, cancel| {
+            let authorize = GitScope::authorize(&net);
+            let options = PushOptions {
+                repo,
+                confine: Some(confine),
+                remote: target,
+                credentials,
+                host_key,
+                source,
+                destination,
+                force,
+                update_tracking,
+                authorize: &authorize,
+            };
+            let pushed = git.push(&options, progress, cancel).map_err(from_git)?;
+            Ok(wit::PushResult {
+                ref_: pushed.reference,
+                sha: pushed.sha,
+                previous: pushed.previous,
+                updated: pushed.updated,
+            })
+        })
+        .await
+    }
+}
+
+fn identity(i: wit::Identity) -> Identity {
+    Identity {
+        name: i.name,
+        email: i.email,
+    }
+}
+
+fn change(c: kiln_git::Change) -> wit::Change {
+    wit::Change {
+        kind: match c.kind {
+            kiln_git::ChangeKind::Added => wit::ChangeKind::Added,
+            kiln_git::ChangeKind::Modified => wit::ChangeKind::Modified,
+            kiln_git::ChangeKind::Deleted => wit::ChangeKind::Deleted,
+            kiln_git::ChangeKind::Renamed => wit::ChangeKind::Renamed,
+            kiln_git::ChangeKind::TypeChanged => wit::ChangeKind::TypeChanged,
+        },
+        path: c.path,
+        old_path: c.old_path,
     }
 }
 

@@ -149,7 +149,7 @@ impl PluginHost {
         })?;
         let prepared = Prepared::new(self.shared.clone(), pre);
         let info = prepared.describe(origin).await?;
-        let prepared = Arc::new(prepared.with_declared_outputs(&info.outputs));
+        let prepared = Arc::new(prepared.with_declared(&info));
         tracing::debug!(
             %origin,
             %digest,

@@ -15,7 +15,13 @@
 //! - its log (the `log` import, stdout and stderr, line by line) and its outputs;
 //! - the `git` interface, done by the host: clones into the workspace only with
 //!   [`Grants::workspace_write`], network remotes only when [`Grants::net`] lists their
-//!   `host:port`, credentials only from [`Invocation::secrets`] (by name).
+//!   `host:port`, credentials only from [`Invocation::secrets`] (by name);
+//! - the `http` interface, for plugins that declare [`Capability::Http`]: requests (and
+//!   redirects) only to the `host:port`s of [`Grants::net`], credentials and signing keys only
+//!   from [`Invocation::secrets`] (by name).
+//!
+//! WASI sockets are opened to [`Grants::net`] only for plugins that declare
+//! [`Capability::Network`]; the others reach the granted hosts only through host interfaces.
 //!
 //! # Limits
 //! - memory: [`Invocation::memory_limit`], capped by [`HostConfig::memory_limit`] (the pool's
@@ -39,6 +45,7 @@ mod cache;
 mod engine;
 mod git;
 mod host;
+mod http;
 mod image;
 mod log;
 mod net;
@@ -81,6 +88,8 @@ pub struct HostConfig {
     pub git: Option<Arc<kiln_git::Git>>,
     /// The BuildKit behind the `image` interface (`None`: every image call is denied).
     pub oci: Option<Arc<kiln_oci::Builder>>,
+    /// The client behind the `http` interface (`None`: every request is denied).
+    pub http: Option<Arc<kiln_http::Client>>,
 }
 
 impl Default for HostConfig {
@@ -91,6 +100,7 @@ impl Default for HostConfig {
             memory_limit: 256 << 20,
             git: None,
             oci: None,
+            http: None,
         }
     }
 }
@@ -103,6 +113,7 @@ pub enum Capability {
     Git,
     Buildkit,
     Registry,
+    Http,
 }
 
 impl Capability {
@@ -114,6 +125,7 @@ impl Capability {
             Capability::Git => "git",
             Capability::Buildkit => "buildkit",
             Capability::Registry => "registry",
+            Capability::Http => "http",
         }
     }
 }

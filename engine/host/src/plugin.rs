@@ -15,6 +15,7 @@ use crate::access::StepAccess;
 use crate::bindings::{self, Step, StepPre};
 use crate::git::GitScope;
 use crate::host::Shared;
+use crate::http::HttpScope;
 use crate::image::ImageScope;
 use crate::log::{CapturedOutput, StepLog, TracingSink};
 use crate::net::NetAllowList;
@@ -43,6 +44,8 @@ pub(crate) struct Prepared {
     shared: Arc<Shared>,
     pre: StepPre<StepState>,
     declared_outputs: Arc<[String]>,
+    /// What the plugin declared in `describe`; some host interfaces only serve these.
+    capabilities: Arc<[Capability]>,
 }
 
 /// How a call into the guest ended.
@@ -62,14 +65,21 @@ impl Prepared {
             shared,
             pre,
             declared_outputs: Arc::from(Vec::new()),
+            capabilities: Arc::from(Vec::new()),
         }
     }
 
-    pub(crate) fn with_declared_outputs(self, outputs: &[String]) -> Self {
+    /// Remembers what `describe` said: the outputs and capabilities the plugin declares.
+    pub(crate) fn with_declared(self, info: &PluginInfo) -> Self {
         Prepared {
-            declared_outputs: Arc::from(outputs.to_vec()),
+            declared_outputs: Arc::from(info.outputs.clone()),
+            capabilities: Arc::from(info.capabilities.clone()),
             ..self
         }
+    }
+
+    fn declares(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
     }
 
     /// Wait for a free instance slot.
@@ -208,7 +218,9 @@ impl Prepared {
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .envs(&inv.env);
-        if inv.grants.net.is_empty() {
+        // Sockets only for plugins that ask for them; `git`, `http`, ... plugins reach the
+        // granted hosts through the host, which checks each remote and request.
+        if inv.grants.net.is_empty() || !self.declares(Capability::Network) {
             NetAllowList::deny_all(&mut wasi);
         } else {
             let entries = inv.grants.net.clone();
@@ -261,12 +273,15 @@ impl Prepared {
             git,
             access: access.clone(),
         });
-        let image = self
-            .shared
-            .config
-            .oci
-            .clone()
-            .map(|builder| ImageScope { builder, access });
+        let image = self.shared.config.oci.clone().map(|builder| ImageScope {
+            builder,
+            access: access.clone(),
+        });
+        let http = self.shared.config.http.clone().map(|client| HttpScope {
+            client,
+            access,
+            declared: self.declares(Capability::Http),
+        });
         let mut state = StepState::new(
             wasi.build(),
             memory,
@@ -276,6 +291,7 @@ impl Prepared {
         );
         state.git = git;
         state.image = image;
+        state.http = http;
         let mut store = self.store(state);
         let end = call(&self.pre, &mut store, inv.timeout, move |step, store| {
             Box::pin(async move { step.call_run(store, &context).await })
@@ -430,6 +446,7 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
             bindings::Capability::Git => Capability::Git,
             bindings::Capability::Buildkit => Capability::Buildkit,
             bindings::Capability::Registry => Capability::Registry,
+            bindings::Capability::Http => Capability::Http,
         })
         .collect();
     capabilities.sort();

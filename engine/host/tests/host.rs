@@ -357,16 +357,32 @@ async fn a_plugin_waiting_on_the_host_times_out_too() {
         assert!(held.len() < 5000, "the accept queue never filled");
     }
     let host = host();
-    let hostile = load(&host, "hostile").await;
-    let mut s = step(json!({ "behaviour": "socket", "addr": addr }));
+    let probe = load(&host, "net_probe").await;
+    let mut s = step(json!({ "addrs": [addr] }));
     s.invocation.grants.net = vec![addr.clone()];
     let limit = Duration::from_millis(300);
     s.invocation.timeout = Some(limit);
     let started = Instant::now();
-    let outcome = hostile.run(s.invocation).await;
+    let outcome = probe.run(s.invocation).await;
     let took = started.elapsed();
     assert_eq!(failure(&outcome), &StepFailure::TimedOut(limit));
     assert!(took < limit + Duration::from_millis(700), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_plugin_that_does_not_declare_network_gets_no_sockets_even_to_granted_hosts() {
+    let (listener, addr) = listener();
+    let host = host();
+    let hostile = load(&host, "hostile").await;
+    // Plan time would refuse this grant (K204); the host must not honour it either.
+    let mut s = step(json!({ "behaviour": "socket", "addr": addr }));
+    s.invocation.grants.net = vec![addr.clone()];
+    let outcome = hostile.run(s.invocation).await;
+    let StepFailure::Failed(message) = failure(&outcome) else {
+        panic!("{outcome:?}");
+    };
+    assert!(message.contains("access-denied"), "{message}");
+    assert!(!accepted(&listener), "the plugin reached the listener");
 }
 
 #[tokio::test]

@@ -41,6 +41,7 @@ pub fn new_host_with(
         max_instances: u32::try_from(jobs.saturating_add(4)).unwrap_or(u32::MAX),
         git: Some(Arc::new(crate::dirs::git(allow_local))),
         oci: crate::dirs::builder().map(Arc::new),
+        http: crate::dirs::http_client().map(Arc::new),
         ..HostConfig::default()
     };
     if let Some(limit) = memory_limit {

@@ -231,6 +231,17 @@ fn check_grants(pipeline: &Pipeline, step: &Step, plugin: &Plugin, diags: &mut V
             Some("list the hosts it may reach: `allow: { net: [\"host:443\"] }`".into()),
         ));
     }
+    if wants(Capability::Http) && step.allow.net.is_empty() {
+        diags.push(diag(
+            pipeline,
+            "K203",
+            step.uses.span,
+            format!(
+                "plugin `{name}` sends HTTP requests, which reach only the hosts in `allow.net`, and step `{id}` lists none"
+            ),
+            Some("list the hosts it may reach: `allow: { net: [\"host:443\"] }`".into()),
+        ));
+    }
     if let Some(span) = step.allow.workspace_write
         && !wants(Capability::WorkspaceWrite)
     {
@@ -244,13 +255,14 @@ fn check_grants(pipeline: &Pipeline, step: &Step, plugin: &Plugin, diags: &mut V
             Some("remove the grant: steps get least privilege".into()),
         ));
     }
-    // Git, BuildKit and registry plugins reach the network through the host, which checks
-    // every remote, cache and registry against `allow.net`.
+    // Git, BuildKit, registry and HTTP plugins reach the network through the host, which
+    // checks every remote, cache, registry and URL against `allow.net`.
     if let Some(first) = step.allow.net.first()
         && !wants(Capability::Network)
         && !wants(Capability::Git)
         && !wants(Capability::Buildkit)
         && !wants(Capability::Registry)
+        && !wants(Capability::Http)
     {
         diags.push(diag(
             pipeline,

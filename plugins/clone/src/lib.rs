@@ -12,7 +12,10 @@
 //!     auth: { token: GIT_TOKEN }
 //! ```
 
-use kiln_plugin_sdk::git::{self, Auth, CloneRequest, Credentials, HostKeyCheck, Remote};
+use kiln_plugin_sdk::git::{
+    self, Auth, CloneRequest, Credentials, OneOrMany, Remote, host_key_check, host_key_problems,
+    host_key_schema, url_password_problem,
+};
 use kiln_plugin_sdk::{
     Capability, Context, Info, Plugin, Problem, StepError, Value, check_config,
     check_relative_path, json, log, no_problems, set_output,
@@ -36,18 +39,21 @@ struct Config {
     insecure_skip_host_key_check: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
 struct Clone;
 
 impl Plugin for Clone {
     fn info() -> Info {
-        let secret = |what: &str| json!({ "type": "string", "description": format!("name of the step secret holding {what}") });
+        let mut properties = json!({
+            "url": { "type": "string", "description": "clone URL: https://, ssh://, user@host:path, or file:// for local runs" },
+            "ref": { "type": "string", "description": "branch, tag, full ref or commit SHA (default: the remote's default branch)" },
+            "path": { "type": "string", "description": "directory in the workspace (default: the workspace itself)" },
+            "depth": { "type": "integer", "minimum": 1, "description": "fetch only this many commits of history" },
+            "submodules": { "type": "boolean", "description": "clone submodules recursively (default false)" },
+            "auth": Auth::schema("credentials, as names of the step's secrets")
+        });
+        if let (Some(p), Value::Object(keys)) = (properties.as_object_mut(), host_key_schema()) {
+            p.extend(keys);
+        }
         Info::new(
             "clone",
             env!("CARGO_PKG_VERSION"),
@@ -55,20 +61,7 @@ impl Plugin for Clone {
         )
         .schema(json!({
             "type": "object",
-            "properties": {
-                "url": { "type": "string", "description": "clone URL: https://, ssh://, user@host:path, or file:// for local runs" },
-                "ref": { "type": "string", "description": "branch, tag, full ref or commit SHA (default: the remote's default branch)" },
-                "path": { "type": "string", "description": "directory in the workspace (default: the workspace itself)" },
-                "depth": { "type": "integer", "minimum": 1, "description": "fetch only this many commits of history" },
-                "submodules": { "type": "boolean", "description": "clone submodules recursively (default false)" },
-                "auth": Auth::schema("credentials, as names of the step's secrets"),
-                "known-hosts": secret("known_hosts lines for the SSH server"),
-                "host-key": {
-                    "description": "pinned SSH host key(s): `ssh-ed25519 AAAA...` or known_hosts lines",
-                    "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ]
-                },
-                "insecure-skip-host-key-check": { "type": "boolean", "description": "accept any SSH host key (not recommended)" }
-            },
+            "properties": properties,
             "required": ["url"],
             "additionalProperties": false
         }))
@@ -83,36 +76,8 @@ impl Plugin for Clone {
         if let Some(auth) = config.get("auth") {
             problems.extend(Auth::problems(auth, "/auth"));
         }
-        let checks: Vec<&str> = ["known-hosts", "host-key", "insecure-skip-host-key-check"]
-            .into_iter()
-            .filter(|k| config.get(k).is_some_and(|v| v != &Value::Bool(false)))
-            .collect();
-        if checks.len() > 1 {
-            problems.push(Problem::at(
-                format!("/{}", checks[1]),
-                format!(
-                    "{} are alternatives; keep one",
-                    checks
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(" and ")
-                ),
-            ));
-        }
-        if let Some(Value::String(url)) = config.get("url")
-            && let Some((_, rest)) = url.split_once("://")
-            && rest
-                .split('/')
-                .next()
-                .and_then(|authority| authority.rsplit_once('@'))
-                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-        {
-            problems.push(Problem::at(
-                "/url",
-                "the URL contains a password; remove it and use `auth:` with a secret",
-            ));
-        }
+        problems.extend(host_key_problems(config));
+        problems.extend(url_password_problem(config, "url"));
         problems.extend(check_relative_path(config, "path"));
         no_problems(problems)
     }
@@ -124,18 +89,11 @@ impl Plugin for Clone {
             None => Credentials::None,
             Some(auth) => auth.credentials()?,
         };
-        let host_key = if config.insecure_skip_host_key_check {
-            HostKeyCheck::AcceptAny
-        } else if let Some(secret) = config.known_hosts {
-            HostKeyCheck::KnownHostsSecret(secret)
-        } else if let Some(keys) = config.host_key {
-            HostKeyCheck::Pinned(match keys {
-                OneOrMany::One(k) => vec![k],
-                OneOrMany::Many(k) => k,
-            })
-        } else {
-            HostKeyCheck::System
-        };
+        let host_key = host_key_check(
+            config.known_hosts,
+            config.host_key,
+            config.insecure_skip_host_key_check,
+        );
         let request = CloneRequest {
             remote: Remote {
                 url: config.url.clone(),

@@ -53,6 +53,8 @@ pub enum Capability {
     Buildkit,
     /// Push images with [`image::push`] (registries must be listed in `allow.net`).
     Registry,
+    /// Send HTTP(S) requests with [`http::send`] (hosts must be listed in `allow.net`).
+    Http,
 }
 
 /// What a plugin says about itself.
@@ -284,8 +286,9 @@ pub mod log {
 pub mod git {
     use crate::bindings::kiln::plugin::git as wit_git;
     pub use crate::bindings::kiln::plugin::git::{
-        BasicAuth, Change, ChangeKind, CloneRequest, CommitInfo, Credentials, Error, ErrorKind,
-        HostKeyCheck, Remote, SshKeyAuth,
+        BasicAuth, Change, ChangeKind, CloneRequest, CommitInfo, CommitRequest, CommitResult,
+        Credentials, Error, ErrorKind, HostKeyCheck, Identity, PushRequest, PushResult, Remote,
+        SshKeyAuth,
     };
 
     /// Clone (or update an earlier clone) through the host's mirror cache.
@@ -316,6 +319,119 @@ pub mod git {
     /// Every file path of a revision, sorted.
     pub fn list_files(repo: &str, rev: &str) -> Result<Vec<String>, Error> {
         wit_git::list_files(repo, rev)
+    }
+
+    /// Stage changes of a working tree and commit them (needs [`crate::Capability::WorkspaceWrite`]).
+    pub fn commit(request: &CommitRequest) -> Result<CommitResult, Error> {
+        wit_git::commit(request)
+    }
+
+    /// Push one commit to one ref of a remote (a URL or a remote's name, e.g. `origin`).
+    pub fn push(request: &PushRequest) -> Result<PushResult, Error> {
+        wit_git::push(request)
+    }
+
+    /// Parses `Name <email>`, as `git commit --author` takes it.
+    pub fn parse_identity(text: &str) -> Option<Identity> {
+        let (name, rest) = text.split_once('<')?;
+        let email = rest.strip_suffix('>')?;
+        let (name, email) = (name.trim(), email.trim());
+        let bad = |s: &str| s.is_empty() || s.contains(['<', '>', '\n', '\r']);
+        if bad(name) || bad(email) || email.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(Identity {
+            name: name.to_owned(),
+            email: email.to_owned(),
+        })
+    }
+
+    /// One string or a list of them, in a config.
+    #[derive(Debug, Clone, serde::Deserialize)]
+    #[serde(untagged)]
+    pub enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    impl OneOrMany {
+        pub fn into_vec(self) -> Vec<String> {
+            match self {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(v) => v,
+            }
+        }
+    }
+
+    /// The SSH host-key keys of a git plugin's config, `known-hosts` (a secret's name),
+    /// `host-key` (pinned keys) and `insecure-skip-host-key-check`, as JSON Schema properties.
+    pub fn host_key_schema() -> crate::Value {
+        crate::json!({
+            "known-hosts": { "type": "string", "description": "name of the step secret holding known_hosts lines for the SSH server" },
+            "host-key": {
+                "description": "pinned SSH host key(s): `ssh-ed25519 AAAA...` or known_hosts lines",
+                "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ]
+            },
+            "insecure-skip-host-key-check": { "type": "boolean", "description": "accept any SSH host key (not recommended)" }
+        })
+    }
+
+    /// `known-hosts`, `host-key` and `insecure-skip-host-key-check` are alternatives.
+    pub fn host_key_problems(config: &crate::Value) -> Vec<crate::Problem> {
+        let checks: Vec<&str> = ["known-hosts", "host-key", "insecure-skip-host-key-check"]
+            .into_iter()
+            .filter(|k| {
+                config
+                    .get(k)
+                    .is_some_and(|v| v != &crate::Value::Bool(false))
+            })
+            .collect();
+        if checks.len() < 2 {
+            return Vec::new();
+        }
+        vec![crate::Problem::at(
+            format!("/{}", checks[1]),
+            format!(
+                "{} are alternatives; keep one",
+                checks
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        )]
+    }
+
+    /// The host-key check those keys ask for (the host's known_hosts when none is given).
+    pub fn host_key_check(
+        known_hosts: Option<String>,
+        host_key: Option<OneOrMany>,
+        insecure_skip: bool,
+    ) -> HostKeyCheck {
+        if insecure_skip {
+            HostKeyCheck::AcceptAny
+        } else if let Some(secret) = known_hosts {
+            HostKeyCheck::KnownHostsSecret(secret)
+        } else if let Some(keys) = host_key {
+            HostKeyCheck::Pinned(keys.into_vec())
+        } else {
+            HostKeyCheck::System
+        }
+    }
+
+    /// A problem when the URL at `config[key]` carries a password (`https://user:pw@host/…`).
+    pub fn url_password_problem(config: &crate::Value, key: &str) -> Option<crate::Problem> {
+        let crate::Value::String(url) = config.get(key)? else {
+            return None;
+        };
+        let (_, rest) = url.split_once("://")?;
+        let (userinfo, _) = rest.split('/').next()?.rsplit_once('@')?;
+        userinfo.contains(':').then(|| {
+            crate::Problem::at(
+                format!("/{key}"),
+                "the URL contains a password; remove it and use `auth:` with a secret",
+            )
+        })
     }
 
     /// The `auth:` mapping of a git plugin's config: names of the step's secrets, never values.
@@ -419,9 +535,11 @@ pub mod git {
         /// Grant, input, credential and trust problems are not retried; network trouble is.
         fn from(e: Error) -> Self {
             match e.kind {
-                ErrorKind::Denied | ErrorKind::Auth | ErrorKind::HostKey => {
-                    crate::StepError::Denied(e.message)
-                }
+                ErrorKind::Denied
+                | ErrorKind::Auth
+                | ErrorKind::HostKey
+                | ErrorKind::Rejected
+                | ErrorKind::Refused => crate::StepError::Denied(e.message),
                 ErrorKind::Invalid | ErrorKind::NotFound => {
                     crate::StepError::InvalidConfig(e.message)
                 }
@@ -530,6 +648,165 @@ pub mod image {
     }
 }
 
+/// Outbound HTTP(S), sent by the host ([`Capability::Http`]): only to `host:port`s in the
+/// step's `allow.net` (redirects too); credentials and signing keys name secrets of the step,
+/// whose values never enter the plugin.
+pub mod http {
+    use crate::bindings::kiln::plugin::http as wit_http;
+    pub use crate::bindings::kiln::plugin::http::{
+        Auth as RequestAuth, BasicAuth, Error, ErrorKind, Method, Request, Response,
+        SecretHeader, Signature,
+    };
+
+    /// Sends one request; any status is a response, only transport problems are errors.
+    pub fn send(request: &Request) -> Result<Response, Error> {
+        wit_http::send(request)
+    }
+
+    impl Method {
+        /// Parses `GET`, `post`, ... (case-insensitive).
+        pub fn parse(text: &str) -> Option<Method> {
+            Some(match text.to_ascii_uppercase().as_str() {
+                "GET" => Method::Get,
+                "HEAD" => Method::Head,
+                "POST" => Method::Post,
+                "PUT" => Method::Put,
+                "PATCH" => Method::Patch,
+                "DELETE" => Method::Delete,
+                "OPTIONS" => Method::Options,
+                _ => return None,
+            })
+        }
+
+        pub fn as_str(&self) -> &'static str {
+            match self {
+                Method::Get => "GET",
+                Method::Head => "HEAD",
+                Method::Post => "POST",
+                Method::Put => "PUT",
+                Method::Patch => "PATCH",
+                Method::Delete => "DELETE",
+                Method::Options => "OPTIONS",
+            }
+        }
+    }
+
+    /// The `auth:` mapping of an HTTP plugin's config, names of the step's secrets: `bearer`,
+    /// or `username` + `password`, or `header` + `secret`.
+    #[derive(Debug, Clone, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub struct Auth {
+        /// Secret holding a bearer token.
+        pub bearer: Option<String>,
+        pub username: Option<String>,
+        /// Secret holding the password for `username`.
+        pub password: Option<String>,
+        /// A header whose value is the secret `secret`, e.g. `X-Api-Key`.
+        pub header: Option<String>,
+        pub secret: Option<String>,
+    }
+
+    impl Auth {
+        /// JSON Schema of the `auth:` mapping.
+        pub fn schema(description: &str) -> crate::Value {
+            let secret = |what: &str| crate::json!({ "type": "string", "description": format!("name of the step secret holding {what}") });
+            crate::json!({
+                "type": "object",
+                "description": description,
+                "properties": {
+                    "bearer": secret("a bearer token (`Authorization: Bearer …`)"),
+                    "username": { "type": "string", "description": "user name for basic auth, with `password`" },
+                    "password": secret("the basic-auth password"),
+                    "header": { "type": "string", "description": "a header that carries the secret `secret`, e.g. `X-Api-Key`" },
+                    "secret": secret("the value of `header`")
+                },
+                "additionalProperties": false
+            })
+        }
+
+        /// What is wrong with the `auth:` value at JSON Pointer `at`: no kind or several kinds
+        /// of credentials, a part without its partner.
+        pub fn problems(auth: &crate::Value, at: &str) -> Vec<crate::Problem> {
+            let has = |k: &str| auth.get(k).is_some();
+            let mut problems = Vec::new();
+            let kinds: Vec<&str> = [
+                ("bearer", has("bearer")),
+                ("username/password", has("username") || has("password")),
+                ("header/secret", has("header") || has("secret")),
+            ]
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| k)
+            .collect();
+            if kinds.len() > 1 {
+                problems.push(crate::Problem::at(
+                    at,
+                    format!(
+                        "`auth` mixes {}; use one of `bearer`, `username` + `password`, or `header` + `secret`",
+                        kinds.join(" and ")
+                    ),
+                ));
+            } else if kinds.is_empty() {
+                problems.push(crate::Problem::at(
+                    at,
+                    "`auth` names no credentials; set `bearer`, `username` + `password`, or `header` + `secret`",
+                ));
+            }
+            for (a, b) in [("username", "password"), ("header", "secret")] {
+                if has(a) != has(b) {
+                    let (given, missing) = if has(a) { (a, b) } else { (b, a) };
+                    problems.push(crate::Problem::at(
+                        format!("{at}/{given}"),
+                        format!("`{given}` needs `{missing}`"),
+                    ));
+                }
+            }
+            problems
+        }
+
+        /// The [`RequestAuth`] these names stand for.
+        pub fn request_auth(&self) -> Result<RequestAuth, crate::StepError> {
+            match self.clone() {
+                Auth {
+                    bearer: Some(b), ..
+                } => Ok(RequestAuth::Bearer(b)),
+                Auth {
+                    username: Some(username),
+                    password: Some(password_secret),
+                    ..
+                } => Ok(RequestAuth::Basic(BasicAuth {
+                    username,
+                    password_secret,
+                })),
+                Auth {
+                    header: Some(name),
+                    secret: Some(secret),
+                    ..
+                } => Ok(RequestAuth::Header(SecretHeader { name, secret })),
+                _ => Err(crate::StepError::InvalidConfig(
+                    "`auth` needs `bearer`, `username` + `password`, or `header` + `secret`".into(),
+                )),
+            }
+        }
+    }
+
+    impl From<Error> for crate::StepError {
+        /// Grants and bad requests are not retried; a server that cannot be reached, is too
+        /// slow or breaks off is.
+        fn from(e: Error) -> Self {
+            match e.kind {
+                ErrorKind::Denied | ErrorKind::Tls => crate::StepError::Denied(e.message),
+                ErrorKind::Invalid | ErrorKind::TooManyRedirects => {
+                    crate::StepError::InvalidConfig(e.message)
+                }
+                ErrorKind::Unreachable | ErrorKind::Timeout | ErrorKind::Failed => {
+                    crate::StepError::Failed(e.message)
+                }
+            }
+        }
+    }
+}
+
 /// A step plugin. Export it with [`export_plugin!`].
 pub trait Plugin {
     /// Describe the plugin.
@@ -563,6 +840,7 @@ impl<P: Plugin> bindings::Guest for Exported<P> {
                     Capability::Git => wit::Capability::Git,
                     Capability::Buildkit => wit::Capability::Buildkit,
                     Capability::Registry => wit::Capability::Registry,
+                    Capability::Http => wit::Capability::Http,
                 })
                 .collect(),
         }

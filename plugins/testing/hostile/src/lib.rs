@@ -90,6 +90,26 @@ impl Plugin for Hostile {
                 log::info(&format!("host answered {a:?} and {b:?}"));
                 Ok(())
             }
+            "http-undeclared" => {
+                // Asks the host for a request without declaring the `http` capability.
+                use kiln_plugin_sdk::http::{self, Method, Request, RequestAuth};
+                let url = config
+                    .addr
+                    .map(|a| format!("http://{a}/"))
+                    .unwrap_or_else(|| "http://127.0.0.1:9/".to_owned());
+                let response = http::send(&Request {
+                    method: Method::Get,
+                    url,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    auth: RequestAuth::None,
+                    sign: None,
+                    timeout_ms: None,
+                    max_redirects: None,
+                    max_response_bytes: None,
+                })?;
+                set_output("status", &response.status)
+            }
             "stdout" => {
                 println!("to stdout");
                 eprintln!("to stderr");
