@@ -13,6 +13,7 @@ const BUILTINS: &[&str] = &[
     "nx-affected",
     "build",
     "push",
+    "cache",
 ];
 
 fn main() {

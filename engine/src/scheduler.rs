@@ -84,6 +84,8 @@ pub struct RunOptions {
     pub secrets: BTreeMap<String, String>,
     /// Memory cap of one step; `None` for the host default.
     pub memory_limit: Option<u64>,
+    /// The step cache; `None` runs every step.
+    pub cache: Option<Arc<crate::cache::StepCache>>,
 }
 
 /// Run `plan` to the end (or until `cancel`), sending events as things happen. Returns the
@@ -272,6 +274,7 @@ impl<E: Executor> Scheduler<E> {
         };
         self.records.sort_by_key(|(key, _)| *key);
         let pipeline = &self.plan.pipeline;
+        let steps: Vec<StepRun> = self.records.into_iter().map(|(_, r)| r).collect();
         let run = Run {
             id: self.options.run_id.clone(),
             pipeline: pipeline.name.value.clone(),
@@ -280,7 +283,8 @@ impl<E: Executor> Scheduler<E> {
             started_at,
             duration_ms: millis(clock.elapsed()),
             workspace: self.options.workspace.display().to_string(),
-            steps: self.records.into_iter().map(|(_, r)| r).collect(),
+            cache: crate::cache::CacheCounts::of(&steps),
+            steps,
         };
         let _ = self.events.send(Event::RunFinished(Box::new(run.clone())));
         run
@@ -660,6 +664,8 @@ impl<E: Executor> Scheduler<E> {
         let node = u.node;
         let step = self.step(node).clone();
         let plugin = self.plan.graph[node].plugin;
+        let plan_plugin = self.plan.plugins.get(plugin).cloned();
+        let matrix = u.matrix.clone();
         let record = self.records[u.record].1.clone();
         let scope = self.scope(node, u.matrix.as_deref(), Status::default());
         let executor = self.executor.clone();
@@ -678,6 +684,8 @@ impl<E: Executor> Scheduler<E> {
             masker,
             options,
             pipeline_env,
+            plan_plugin,
+            matrix,
         })
     }
 }
@@ -693,6 +701,8 @@ struct UnitJob<E> {
     masker: Arc<Masker>,
     options: RunOptions,
     pipeline_env: Map<String, Value>,
+    plan_plugin: Option<crate::plan::PlanPlugin>,
+    matrix: Option<Vec<(String, Value)>>,
 }
 
 /// The secrets a step lists, with their values: all a step (its expressions, and host
@@ -716,6 +726,8 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
         masker,
         options,
         pipeline_env,
+        plan_plugin,
+        matrix,
     } = job;
     let clock = Instant::now();
     record.started_at = Some(now_rfc3339());
@@ -725,6 +737,40 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
         Ok(inputs) => inputs,
         Err(message) => return failed(unit, record, &masker, clock, message),
     };
+    // The step cache: a hit replays the step without running its plugin.
+    let mut cached = match (&options.cache, plan_plugin) {
+        (Some(cache), Some(plugin)) => Some(
+            cache
+                .lookup(crate::cache::UnitFacts {
+                    step: step.clone(),
+                    plugin,
+                    config: config.clone(),
+                    env: env.clone(),
+                    upstream: scope.roots.get("steps").cloned().unwrap_or(Value::Null),
+                    matrix,
+                    event: options.event.clone(),
+                    workspace: options.workspace.clone(),
+                    masker: masker.clone(),
+                })
+                .await,
+        ),
+        _ => None,
+    };
+    if let Some(c) = &mut cached {
+        for line in c.log.drain(..) {
+            let _ = events.send(Event::StepLog {
+                id: record.id.clone(),
+                stream: LogStream::Info,
+                line: masker.mask(&line),
+            });
+        }
+        record.cache = Some(c.record.clone());
+        if let Some(outputs) = c.hit.take() {
+            crate::cache::replay(&mut record, outputs);
+            record.duration_ms = Some(millis(clock.elapsed()));
+            return UnitResult { unit, record };
+        }
+    }
     let retry = step.retry.as_ref().map(|r| r.value);
     let attempts = retry.map_or(1, |r| r.attempts.max(1));
     let mut backoff = retry.map_or(Duration::ZERO, |r| r.backoff);
@@ -795,6 +841,19 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
                 break;
             }
         }
+    }
+    if let (Some(cache), Some(c)) = (&options.cache, &mut cached)
+        && record.state == StepState::Succeeded
+    {
+        cache.store(c, &record.outputs).await;
+        for line in c.log.drain(..) {
+            let _ = events.send(Event::StepLog {
+                id: record.id.clone(),
+                stream: LogStream::Warn,
+                line: masker.mask(&line),
+            });
+        }
+        record.cache = Some(c.record.clone());
     }
     record.duration_ms = Some(millis(clock.elapsed()));
     UnitResult { unit, record }

@@ -36,6 +36,7 @@ use serde_json::Value;
 mod access;
 mod bindings;
 mod cache;
+mod cache_store;
 mod engine;
 mod git;
 mod host;
@@ -81,6 +82,8 @@ pub struct HostConfig {
     pub git: Option<Arc<kiln_git::Git>>,
     /// The BuildKit behind the `image` interface (`None`: every image call is denied).
     pub oci: Option<Arc<kiln_oci::Builder>>,
+    /// The store behind the `cache` interface (`None`: every cache call is denied).
+    pub cache: Option<Arc<kiln_cache::Cache>>,
 }
 
 impl Default for HostConfig {
@@ -91,6 +94,7 @@ impl Default for HostConfig {
             memory_limit: 256 << 20,
             git: None,
             oci: None,
+            cache: None,
         }
     }
 }
@@ -103,6 +107,7 @@ pub enum Capability {
     Git,
     Buildkit,
     Registry,
+    Cache,
 }
 
 impl Capability {
@@ -114,6 +119,26 @@ impl Capability {
             Capability::Git => "git",
             Capability::Buildkit => "buildkit",
             Capability::Registry => "registry",
+            Capability::Cache => "cache",
+        }
+    }
+}
+
+/// How the step cache may treat a plugin's steps (its description's `caching`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Caching {
+    /// The automatic rule applies; `cache: true` is allowed.
+    #[default]
+    Auto,
+    /// The plugin has side effects: never cached.
+    Never,
+}
+
+impl Caching {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Caching::Auto => "auto",
+            Caching::Never => "never",
         }
     }
 }
@@ -128,6 +153,7 @@ pub struct PluginInfo {
     /// Outputs it may set; empty means any.
     pub outputs: Vec<String>,
     pub capabilities: Vec<Capability>,
+    pub caching: Caching,
 }
 
 /// One problem a plugin's `validate` found in a config.

@@ -261,12 +261,16 @@ impl Prepared {
             git,
             access: access.clone(),
         });
-        let image = self
+        let image = self.shared.config.oci.clone().map(|builder| ImageScope {
+            builder,
+            access: access.clone(),
+        });
+        let cache = self
             .shared
             .config
-            .oci
+            .cache
             .clone()
-            .map(|builder| ImageScope { builder, access });
+            .map(|cache| crate::cache_store::CacheScope { cache, access });
         let mut state = StepState::new(
             wasi.build(),
             memory,
@@ -276,6 +280,7 @@ impl Prepared {
         );
         state.git = git;
         state.image = image;
+        state.cache = cache;
         let mut store = self.store(state);
         let end = call(&self.pre, &mut store, inv.timeout, move |step, store| {
             Box::pin(async move { step.call_run(store, &context).await })
@@ -430,6 +435,7 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
             bindings::Capability::Git => Capability::Git,
             bindings::Capability::Buildkit => Capability::Buildkit,
             bindings::Capability::Registry => Capability::Registry,
+            bindings::Capability::Cache => Capability::Cache,
         })
         .collect();
     capabilities.sort();
@@ -441,6 +447,10 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
         config_schema,
         outputs: info.outputs,
         capabilities,
+        caching: match info.caching {
+            bindings::Caching::Auto => crate::Caching::Auto,
+            bindings::Caching::Never => crate::Caching::Never,
+        },
     })
 }
 
@@ -506,6 +516,7 @@ mod tests {
                 bindings::Capability::WorkspaceWrite,
                 bindings::Capability::Network,
             ],
+            caching: bindings::Caching::Auto,
         }
     }
 

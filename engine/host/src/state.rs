@@ -26,6 +26,8 @@ pub(crate) struct StepState {
     pub(crate) git: Option<crate::git::GitScope>,
     /// What the step's `image` calls may use; `None` outside a step run.
     pub(crate) image: Option<crate::image::ImageScope>,
+    /// What the step's `cache` calls may use; `None` outside a step run or without a store.
+    pub(crate) cache: Option<crate::cache_store::CacheScope>,
 }
 
 impl StepState {
@@ -46,6 +48,7 @@ impl StepState {
             timed_out: false,
             git: None,
             image: None,
+            cache: None,
         }
     }
 }

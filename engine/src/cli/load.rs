@@ -31,6 +31,8 @@ pub fn new_host(jobs: usize, memory_limit: Option<u64>) -> Result<Arc<PluginHost
         max_instances: u32::try_from(jobs.saturating_add(4)).unwrap_or(u32::MAX),
         git: Some(Arc::new(crate::dirs::git(true))),
         oci: crate::dirs::builder().map(Arc::new),
+        // Problems with the store's settings are reported by `kiln run` before it starts.
+        cache: crate::dirs::cache_store().ok().map(Arc::new),
         ..HostConfig::default()
     };
     if let Some(limit) = memory_limit {

@@ -77,6 +77,7 @@ fn plan(yaml: &str) -> Arc<Plan> {
         config_schema: json!({}),
         outputs: vec![],
         capabilities: vec![],
+        caching: kiln_host::Caching::Auto,
     };
     let plugins = vec![PlanPlugin {
         origin: "fake".into(),
@@ -97,6 +98,7 @@ fn options(jobs: usize) -> RunOptions {
         git: json!({}),
         secrets: BTreeMap::new(),
         memory_limit: None,
+        cache: None,
     }
 }
 

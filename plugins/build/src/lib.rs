@@ -160,6 +160,8 @@ impl Plugin for Build {
         }))
         .outputs(&["image", "id", "tags", "size", "driver"])
         .capability(Capability::Buildkit)
+        // The image lands in the daemon, where a later `push` step expects it.
+        .side_effects()
     }
 
     fn validate(config: &Value) -> Result<(), Vec<Problem>> {
