@@ -112,7 +112,8 @@ fn the_registry_with_auth_refuses_anonymous_access_with_a_clear_error() {
         unique("noauth")
     );
     let store = RegistryStore::new(&repo, RegistryAuth::Anonymous).expect("works");
-    let local = LocalStore::open(tempfile::tempdir().expect("works").path(), 1 << 20).expect("works");
+    let local =
+        LocalStore::open(tempfile::tempdir().expect("works").path(), 1 << 20).expect("works");
     let err = store.fetch("user/x", &local).unwrap_err().to_string();
     assert!(err.contains("asks for credentials"), "{err}");
     let wrong = RegistryStore::new(&repo, RegistryAuth::basic("kiln", "wrong")).expect("works");
@@ -163,6 +164,7 @@ steps:
     with: { message: "built ${{ steps.artifact.outputs.path }} ${{ steps.artifact.outputs.sha256 }}" }
   - id: unshaped-write
     uses: write-file
+    needs: [report]
     allow: { workspace: write }
     with: { path: other.txt, content: "x" }
   - id: opted-out
@@ -223,7 +225,11 @@ fn a_second_run_with_nothing_changed_replays_cacheable_steps_and_restores_their_
     assert!(log.contains("restored 2 outputs and 1 file"), "{log}");
 
     // The summary line of a non-JSON run counts them.
-    let out3 = kiln(home.path()).arg("run").arg(&file).output().expect("works");
+    let out3 = kiln(home.path())
+        .arg("run")
+        .arg(&file)
+        .output()
+        .expect("works");
     let stdout = text(&out3.stdout);
     assert!(
         stdout.contains("cache: 3 hit, 0 missed, 0 saved, 2 not cacheable"),
@@ -334,14 +340,22 @@ fn the_cache_plugin_restores_by_exact_key_else_the_newest_restore_key_match() {
     for (n, key) in ["deps-aaa", "deps-bbb"].iter().enumerate() {
         std::fs::write(ws1.join("deps/version"), format!("{n}")).expect("works");
         let save = pipeline(home.path(), "save", &cache_steps("save", key, ""));
-        let (out, saved) = run(home.path(), &save, &["--workspace", ws1.to_str().expect("works")]);
+        let (out, saved) = run(
+            home.path(),
+            &save,
+            &["--workspace", ws1.to_str().expect("works")],
+        );
         assert_eq!(saved["state"], "succeeded", "{}", text(&out.stderr));
         assert_eq!(step(&saved, "deps")["outputs"]["saved"], true);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // Saving an existing key does nothing: entries are immutable.
     let save = pipeline(home.path(), "save", &cache_steps("save", "deps-bbb", ""));
-    let (_, again) = run(home.path(), &save, &["--workspace", ws1.to_str().expect("works")]);
+    let (_, again) = run(
+        home.path(),
+        &save,
+        &["--workspace", ws1.to_str().expect("works")],
+    );
     assert_eq!(step(&again, "deps")["outputs"]["saved"], false);
 
     let restore = |key: &str, extra: &str| {
@@ -361,7 +375,9 @@ fn the_cache_plugin_restores_by_exact_key_else_the_newest_restore_key_match() {
     assert_eq!(exact["matched-key"], "deps-aaa");
     assert_eq!(version.as_deref(), Some("0"));
     assert_eq!(
-        std::fs::read(ws.path().join("tool.bin")).expect("works").len(),
+        std::fs::read(ws.path().join("tool.bin"))
+            .expect("works")
+            .len(),
         200_000
     );
     let (fallback, version, _) = restore("deps-ccc", ", restore-keys: [nope-, deps-]");
@@ -392,7 +408,10 @@ fn the_cache_plugin_restores_by_exact_key_else_the_newest_restore_key_match() {
     assert_eq!(step(&r, "deps")["outputs"]["hit"], false);
 
     // `kiln cache ls` shows them; `rm` removes one.
-    let ls = kiln(home.path()).args(["cache", "ls"]).output().expect("works");
+    let ls = kiln(home.path())
+        .args(["cache", "ls"])
+        .output()
+        .expect("works");
     let listing = text(&ls.stdout);
     assert!(
         listing.contains("cache  deps-aaa") && listing.contains("cache  deps-bbb"),
@@ -419,7 +438,11 @@ fn a_restore_without_workspace_write_is_refused_at_plan_time() {
         "no-write",
         "name: n\nsteps:\n  - id: deps\n    uses: cache\n    with: { key: k, paths: [deps] }\n",
     );
-    let out = kiln(home.path()).arg("run").arg(&file).output().expect("works");
+    let out = kiln(home.path())
+        .arg("run")
+        .arg(&file)
+        .output()
+        .expect("works");
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
@@ -518,7 +541,11 @@ fn two_runs_saving_the_same_key_at_once_leave_one_whole_entry() {
         "restore",
         &cache_steps("restore", "shared-key", ""),
     );
-    let (out, r) = run(home.path(), &file, &["--workspace", ws.to_str().expect("works")]);
+    let (out, r) = run(
+        home.path(),
+        &file,
+        &["--workspace", ws.to_str().expect("works")],
+    );
     assert_eq!(
         step(&r, "deps")["outputs"]["hit"],
         true,
@@ -586,7 +613,10 @@ fn registry_runs(env_vars: &[(&str, String)]) {
     for (k, v) in env_vars {
         ls.env(k, v);
     }
-    let listing = ls.args(["cache", "ls", "--remote"]).output().expect("works");
+    let listing = ls
+        .args(["cache", "ls", "--remote"])
+        .output()
+        .expect("works");
     assert!(
         text(&listing.stdout).contains("3 entries"),
         "{}",
