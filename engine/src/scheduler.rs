@@ -665,6 +665,11 @@ impl<E: Executor> Scheduler<E> {
         let step = self.step(node).clone();
         let plugin = self.plan.graph[node].plugin;
         let plan_plugin = self.plan.plugins.get(plugin).cloned();
+        let output_patterns = if self.options.cache.is_some() {
+            self.output_patterns(node)
+        } else {
+            Default::default()
+        };
         let matrix = u.matrix.clone();
         let record = self.records[u.record].1.clone();
         let scope = self.scope(node, u.matrix.as_deref(), Status::default());
@@ -686,7 +691,32 @@ impl<E: Executor> Scheduler<E> {
             pipeline_env,
             plan_plugin,
             matrix,
+            output_patterns,
         })
+    }
+
+    /// The `cache.outputs` globs of the steps `node` needs (directly or not), and of the others.
+    fn output_patterns(&self, node: NodeIndex) -> (Vec<String>, Vec<String>) {
+        let own = self.plan.graph[node].step;
+        let mut ancestors = BTreeSet::new();
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            for up in self.plan.graph.neighbors_directed(n, Direction::Incoming) {
+                if ancestors.insert(self.plan.graph[up].step) {
+                    stack.push(up);
+                }
+            }
+        }
+        let (mut mine, mut others) = (Vec::new(), Vec::new());
+        for (i, step) in self.plan.pipeline.steps.iter().enumerate() {
+            let globs = step.cache.outputs.iter().map(|o| o.value.clone());
+            if ancestors.contains(&i) {
+                mine.extend(globs);
+            } else if i != own {
+                others.extend(globs);
+            }
+        }
+        (mine, others)
     }
 }
 
@@ -703,6 +733,7 @@ struct UnitJob<E> {
     pipeline_env: Map<String, Value>,
     plan_plugin: Option<crate::plan::PlanPlugin>,
     matrix: Option<Vec<(String, Value)>>,
+    output_patterns: (Vec<String>, Vec<String>),
 }
 
 /// The secrets a step lists, with their values: all a step (its expressions, and host
@@ -728,6 +759,7 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
         pipeline_env,
         plan_plugin,
         matrix,
+        output_patterns,
     } = job;
     let clock = Instant::now();
     record.started_at = Some(now_rfc3339());
@@ -751,6 +783,8 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
                     event: options.event.clone(),
                     workspace: options.workspace.clone(),
                     masker: masker.clone(),
+                    ancestor_outputs: output_patterns.0,
+                    foreign_outputs: output_patterns.1,
                 })
                 .await,
         ),

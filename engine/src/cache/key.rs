@@ -97,11 +97,31 @@ pub fn step_key(facts: &UnitFacts, memo: &DigestMemo) -> Result<Key, String> {
     } else {
         Some(Patterns::new(&outputs).map_err(|e| e.to_string())?)
     };
+    let compile = |p: &[String]| {
+        if p.is_empty() {
+            Ok(None)
+        } else {
+            Patterns::new(p).map(Some).map_err(|e| e.to_string())
+        }
+    };
+    let (foreign, ancestors) = if inputs.is_none() {
+        (
+            compile(&facts.foreign_outputs)?,
+            compile(&facts.ancestor_outputs)?,
+        )
+    } else {
+        (None, None)
+    };
     let files = walk(&facts.workspace, patterns.as_ref())
         .map_err(|e| format!("cannot list the workspace: {e}"))?;
     let mut hashed = Vec::with_capacity(files.len());
     for f in files {
         if excluded.as_ref().is_some_and(|x| x.is_match(&f.rel)) {
+            continue;
+        }
+        if foreign.as_ref().is_some_and(|x| x.is_match(&f.rel))
+            && !ancestors.as_ref().is_some_and(|x| x.is_match(&f.rel))
+        {
             continue;
         }
         let entry = match &f.kind {
@@ -167,6 +187,8 @@ mod tests {
             event: json!({ "kind": "manual" }),
             workspace: workspace.to_path_buf(),
             masker: Arc::new(Masker::new(["s3cret"])),
+            ancestor_outputs: vec![],
+            foreign_outputs: vec![],
         }
     }
 
@@ -269,5 +291,19 @@ mod tests {
         std::fs::write(ws.path().join("out/artifact"), "built").expect("write");
         let after = step_key(&facts(step2, ws.path()), &memo).expect("key");
         assert_eq!(before, after, "the step's own outputs are not its inputs");
+        let mut f = facts(STEP, ws.path());
+        let with_branch = step_key(&f, &memo).expect("key");
+        f.foreign_outputs = vec!["out/**".into()];
+        let without = step_key(&f, &memo).expect("key");
+        assert_ne!(
+            with_branch, without,
+            "another branch's outputs are left out"
+        );
+        f.ancestor_outputs = vec!["out/artifact".into()];
+        assert_eq!(
+            step_key(&f, &memo).expect("key"),
+            with_branch,
+            "unless a need declares them"
+        );
     }
 }

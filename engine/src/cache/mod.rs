@@ -25,7 +25,10 @@
 //! (the triggering event: plugins may read it), `grants` (`workspace: write`, `allow.net`),
 //! `outputs` (the `cache.outputs` globs) and `inputs` (path, type, executable bit and content
 //! digest of every workspace file `cache.inputs` matches, every file of the workspace by
-//! default, minus the step's own outputs). `kiln run --explain-cache` prints each part's digest.
+//! default, minus the step's own outputs and minus files matching the `cache.outputs` of steps
+//! it does not need (directly or not) unless a step it needs declares them too: those are
+//! another branch's results, and leaving them out keeps the key independent of which branch
+//! happened to finish first). `kiln run --explain-cache` prints each part's digest.
 
 mod key;
 
@@ -158,6 +161,10 @@ pub struct UnitFacts {
     pub event: Value,
     pub workspace: PathBuf,
     pub masker: Arc<Masker>,
+    /// `cache.outputs` of the steps this one needs, directly or not.
+    pub ancestor_outputs: Vec<String>,
+    /// `cache.outputs` of the other steps (another branch's results: left out of default inputs).
+    pub foreign_outputs: Vec<String>,
 }
 
 /// The cache's view of a unit about to run.
