@@ -16,6 +16,7 @@ const BUILTINS: &[&str] = &[
     "detect",
     "git-push",
     "notify",
+    "cache",
 ];
 
 fn main() {

@@ -93,3 +93,44 @@ pub fn http_client() -> Option<kiln_http::Client> {
         }
     }
 }
+
+/// Default size of the local cache store: 10 GiB, or `$KILN_CACHE_MAX_MB` MiB.
+pub const CACHE_MAX_BYTES: u64 = 10 << 30;
+
+/// The cache store behind the step cache and the `cache` interface: the local store under
+/// [`cache_dir`]`/store`, capped at `$KILN_CACHE_MAX_MB`, and, when `$KILN_CACHE_REGISTRY`
+/// names a repository (`host[:port]/path`), that registry behind it, with the credentials of
+/// the Docker config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
+pub fn cache_store() -> Result<kiln_cache::Cache, String> {
+    let max = match std::env::var("KILN_CACHE_MAX_MB") {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(|mb| mb.saturating_mul(1 << 20))
+            .map_err(|_| format!("`KILN_CACHE_MAX_MB` is `{v}`, not a number of MiB; hint: e.g. `KILN_CACHE_MAX_MB=20480`"))?,
+        Err(_) => CACHE_MAX_BYTES,
+    };
+    let local =
+        kiln_cache::LocalStore::open(&cache_dir().join("store"), max).map_err(|e| e.to_string())?;
+    let remote = match std::env::var("KILN_CACHE_REGISTRY") {
+        Ok(location) if !location.trim().is_empty() => {
+            let location = location.trim().to_owned();
+            let host = location
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let auth = kiln_oci::auth::DockerConfig::load_default()
+                .and_then(|c| c.lookup(&host))
+                .map_err(|e| format!("credentials for the cache registry `{host}`: {e}"))?;
+            Some(
+                kiln_cache::RegistryStore::new(&location, auth)
+                    .map_err(|e| format!("{e} (from `KILN_CACHE_REGISTRY`)"))?,
+            )
+        }
+        _ => None,
+    };
+    Ok(kiln_cache::Cache::new(local, remote))
+}

@@ -5,6 +5,7 @@
 //! [`scheduler`] from the events it emits. See ARCHITECTURE.md.
 
 pub mod builtins;
+pub mod cache;
 pub mod cli;
 pub mod dirs;
 pub mod mask;

@@ -92,6 +92,10 @@ pub struct StepRun {
     /// Failed, but `continue-on-error` let the run go on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub continue_on_error: bool,
+    /// What the step cache did (absent when the run has no step cache or the step never
+    /// started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheRecord>,
 }
 
 impl StepRun {
@@ -108,6 +112,7 @@ impl StepRun {
             error: None,
             reason: None,
             continue_on_error: false,
+            cache: None,
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct Run {
     pub workspace: String,
     /// Every step instance, in pipeline order.
     pub steps: Vec<StepRun>,
+    /// Step cache hits, misses, saves and uncacheable steps (all zero without a step cache).
+    pub cache: crate::cache::CacheCounts,
 }
 
 /// Where a log line came from.

@@ -90,6 +90,8 @@ pub struct RunOptions {
     /// Results of an earlier run of the same plan to take over where nothing upstream changed
     /// (`kiln serve`'s retry of a failed run); see [`reuse`].
     pub previous: Option<Arc<PreviousResults>>,
+    /// The step cache; `None` runs every step.
+    pub cache: Option<Arc<crate::cache::StepCache>>,
 }
 
 /// Run `plan` to the end (or until `cancel`), sending events as things happen. Returns the
@@ -281,6 +283,7 @@ impl<E: Executor> Scheduler<E> {
         };
         self.records.sort_by_key(|(key, _)| *key);
         let pipeline = &self.plan.pipeline;
+        let steps: Vec<StepRun> = self.records.into_iter().map(|(_, r)| r).collect();
         let run = Run {
             id: self.options.run_id.clone(),
             pipeline: pipeline.name.value.clone(),
@@ -289,7 +292,8 @@ impl<E: Executor> Scheduler<E> {
             started_at,
             duration_ms: millis(clock.elapsed()),
             workspace: self.options.workspace.display().to_string(),
-            steps: self.records.into_iter().map(|(_, r)| r).collect(),
+            cache: crate::cache::CacheCounts::of(&steps),
+            steps,
         };
         let _ = self.events.send(Event::RunFinished(Box::new(run.clone())));
         run
@@ -677,6 +681,13 @@ impl<E: Executor> Scheduler<E> {
         let node = u.node;
         let step = self.step(node).clone();
         let plugin = self.plan.graph[node].plugin;
+        let plan_plugin = self.plan.plugins.get(plugin).cloned();
+        let output_patterns = if self.options.cache.is_some() {
+            self.output_patterns(node)
+        } else {
+            Default::default()
+        };
+        let matrix = u.matrix.clone();
         let record = self.records[u.record].1.clone();
         let scope = self.scope(node, u.matrix.as_deref(), Status::default());
         let executor = self.executor.clone();
@@ -695,7 +706,34 @@ impl<E: Executor> Scheduler<E> {
             masker,
             options,
             pipeline_env,
+            plan_plugin,
+            matrix,
+            output_patterns,
         })
+    }
+
+    /// The `cache.outputs` globs of the steps `node` needs (directly or not), and of the others.
+    fn output_patterns(&self, node: NodeIndex) -> (Vec<String>, Vec<String>) {
+        let own = self.plan.graph[node].step;
+        let mut ancestors = BTreeSet::new();
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            for up in self.plan.graph.neighbors_directed(n, Direction::Incoming) {
+                if ancestors.insert(self.plan.graph[up].step) {
+                    stack.push(up);
+                }
+            }
+        }
+        let (mut mine, mut others) = (Vec::new(), Vec::new());
+        for (i, step) in self.plan.pipeline.steps.iter().enumerate() {
+            let globs = step.cache.outputs.iter().map(|o| o.value.clone());
+            if ancestors.contains(&i) {
+                mine.extend(globs);
+            } else if i != own {
+                others.extend(globs);
+            }
+        }
+        (mine, others)
     }
 }
 
@@ -710,6 +748,9 @@ struct UnitJob<E> {
     masker: Arc<Masker>,
     options: RunOptions,
     pipeline_env: Map<String, Value>,
+    plan_plugin: Option<crate::plan::PlanPlugin>,
+    matrix: Option<Vec<(String, Value)>>,
+    output_patterns: (Vec<String>, Vec<String>),
 }
 
 /// The secrets a step lists, with their values: all a step (its expressions, and host
@@ -733,6 +774,9 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
         masker,
         options,
         pipeline_env,
+        plan_plugin,
+        matrix,
+        output_patterns,
     } = job;
     let clock = Instant::now();
     record.started_at = Some(now_rfc3339());
@@ -742,6 +786,42 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
         Ok(inputs) => inputs,
         Err(message) => return failed(unit, record, &masker, clock, message),
     };
+    // The step cache: a hit replays the step without running its plugin.
+    let mut cached = match (&options.cache, plan_plugin) {
+        (Some(cache), Some(plugin)) => Some(
+            cache
+                .lookup(crate::cache::UnitFacts {
+                    step: step.clone(),
+                    plugin,
+                    config: config.clone(),
+                    env: env.clone(),
+                    upstream: scope.roots.get("steps").cloned().unwrap_or(Value::Null),
+                    matrix,
+                    event: options.event.clone(),
+                    workspace: options.workspace.clone(),
+                    masker: masker.clone(),
+                    ancestor_outputs: output_patterns.0,
+                    foreign_outputs: output_patterns.1,
+                })
+                .await,
+        ),
+        _ => None,
+    };
+    if let Some(c) = &mut cached {
+        for line in c.log.drain(..) {
+            let _ = events.send(Event::StepLog {
+                id: record.id.clone(),
+                stream: LogStream::Info,
+                line: masker.mask(&line),
+            });
+        }
+        record.cache = Some(c.record.clone());
+        if let Some(outputs) = c.hit.take() {
+            crate::cache::replay(&mut record, outputs);
+            record.duration_ms = Some(millis(clock.elapsed()));
+            return UnitResult { unit, record };
+        }
+    }
     let retry = step.retry.as_ref().map(|r| r.value);
     let attempts = retry.map_or(1, |r| r.attempts.max(1));
     let mut backoff = retry.map_or(Duration::ZERO, |r| r.backoff);
@@ -812,6 +892,19 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
                 break;
             }
         }
+    }
+    if let (Some(cache), Some(c)) = (&options.cache, &mut cached)
+        && record.state == StepState::Succeeded
+    {
+        cache.store(c, &record.outputs).await;
+        for line in c.log.drain(..) {
+            let _ = events.send(Event::StepLog {
+                id: record.id.clone(),
+                stream: LogStream::Warn,
+                line: masker.mask(&line),
+            });
+        }
+        record.cache = Some(c.record.clone());
     }
     record.duration_ms = Some(millis(clock.elapsed()));
     UnitResult { unit, record }

@@ -42,6 +42,7 @@ use serde_json::Value;
 mod access;
 mod bindings;
 mod cache;
+mod cache_store;
 mod engine;
 mod git;
 mod host;
@@ -90,6 +91,8 @@ pub struct HostConfig {
     pub oci: Option<Arc<kiln_oci::Builder>>,
     /// The client behind the `http` interface (`None`: every request is denied).
     pub http: Option<Arc<kiln_http::Client>>,
+    /// The store behind the `cache` interface (`None`: every cache call is denied).
+    pub cache: Option<Arc<kiln_cache::Cache>>,
 }
 
 impl Default for HostConfig {
@@ -101,6 +104,7 @@ impl Default for HostConfig {
             git: None,
             oci: None,
             http: None,
+            cache: None,
         }
     }
 }
@@ -114,6 +118,7 @@ pub enum Capability {
     Buildkit,
     Registry,
     Http,
+    Cache,
 }
 
 impl Capability {
@@ -126,6 +131,26 @@ impl Capability {
             Capability::Buildkit => "buildkit",
             Capability::Registry => "registry",
             Capability::Http => "http",
+            Capability::Cache => "cache",
+        }
+    }
+}
+
+/// How the step cache may treat a plugin's steps (its description's `caching`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Caching {
+    /// The automatic rule applies; `cache: true` is allowed.
+    #[default]
+    Auto,
+    /// The plugin has side effects: never cached.
+    Never,
+}
+
+impl Caching {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Caching::Auto => "auto",
+            Caching::Never => "never",
         }
     }
 }
@@ -140,6 +165,7 @@ pub struct PluginInfo {
     /// Outputs it may set; empty means any.
     pub outputs: Vec<String>,
     pub capabilities: Vec<Capability>,
+    pub caching: Caching,
 }
 
 /// One problem a plugin's `validate` found in a config.

@@ -279,9 +279,15 @@ impl Prepared {
         });
         let http = self.shared.config.http.clone().map(|client| HttpScope {
             client,
-            access,
+            access: access.clone(),
             declared: self.declares(Capability::Http),
         });
+        let cache = self
+            .shared
+            .config
+            .cache
+            .clone()
+            .map(|cache| crate::cache_store::CacheScope { cache, access });
         let mut state = StepState::new(
             wasi.build(),
             memory,
@@ -292,6 +298,7 @@ impl Prepared {
         state.git = git;
         state.image = image;
         state.http = http;
+        state.cache = cache;
         let mut store = self.store(state);
         let end = call(&self.pre, &mut store, inv.timeout, move |step, store| {
             Box::pin(async move { step.call_run(store, &context).await })
@@ -447,6 +454,7 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
             bindings::Capability::Buildkit => Capability::Buildkit,
             bindings::Capability::Registry => Capability::Registry,
             bindings::Capability::Http => Capability::Http,
+            bindings::Capability::Cache => Capability::Cache,
         })
         .collect();
     capabilities.sort();
@@ -458,6 +466,10 @@ fn info_from(info: bindings::PluginInfo) -> Result<PluginInfo, String> {
         config_schema,
         outputs: info.outputs,
         capabilities,
+        caching: match info.caching {
+            bindings::Caching::Auto => crate::Caching::Auto,
+            bindings::Caching::Never => crate::Caching::Never,
+        },
     })
 }
 
@@ -523,6 +535,7 @@ mod tests {
                 bindings::Capability::WorkspaceWrite,
                 bindings::Capability::Network,
             ],
+            caching: bindings::Caching::Auto,
         }
     }
 

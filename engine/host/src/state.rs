@@ -28,6 +28,8 @@ pub(crate) struct StepState {
     pub(crate) image: Option<crate::image::ImageScope>,
     /// What the step's `http` calls may reach; `None` outside a step run.
     pub(crate) http: Option<crate::http::HttpScope>,
+    /// What the step's `cache` calls may use; `None` outside a step run or without a store.
+    pub(crate) cache: Option<crate::cache_store::CacheScope>,
 }
 
 impl StepState {
@@ -49,6 +51,7 @@ impl StepState {
             git: None,
             image: None,
             http: None,
+            cache: None,
         }
     }
 }

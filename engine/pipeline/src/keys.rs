@@ -29,7 +29,10 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "retry",
     "continue-on-error",
     "allow",
+    "cache",
 ];
+/// Keys of `cache:` in its long form.
+pub(crate) const CACHE_KEYS: &[&str] = &["inputs", "outputs"];
 /// Keys of `retry:` in its long form.
 pub(crate) const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max-backoff"];
 /// Keys of `allow:`.
@@ -132,6 +135,37 @@ pub(crate) fn check_host_port(s: &str) -> Result<(), String> {
         return Err(format!("`{host}` is not a valid host name"));
     }
     Ok(())
+}
+
+/// Check a `cache.inputs`/`cache.outputs` glob: relative to the workspace, no `..`, valid
+/// glob syntax (the same rules as `kiln_cache::files`). The error is a message and a hint.
+pub(crate) fn check_glob(pattern: &str) -> Result<(), (String, String)> {
+    let body = pattern.strip_prefix('!').unwrap_or(pattern);
+    let body = body.trim_start_matches("./").trim_end_matches('/');
+    if body.trim().is_empty() {
+        return Err((
+            "the pattern is empty".to_owned(),
+            "remove it, or name files such as `src/**` or `Cargo.lock`".to_owned(),
+        ));
+    }
+    if body.starts_with('/') || body.split('/').any(|s| s == "..") {
+        return Err((
+            "it leaves the workspace".to_owned(),
+            "write patterns relative to the workspace, without `/` at the start or `..`".to_owned(),
+        ));
+    }
+    globset::GlobBuilder::new(body)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|_| ())
+        .map_err(|e| {
+            (
+                e.kind().to_string(),
+                "globs use `*`, `**`, `?`, `[abc]` and `{a,b}`; `!` at the start excludes"
+                    .to_owned(),
+            )
+        })
 }
 
 /// Check a `sha256:<64 hex>` digest.

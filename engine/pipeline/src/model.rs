@@ -95,6 +95,8 @@ pub struct Step {
     pub continue_on_error: bool,
     /// `allow:`.
     pub allow: Allow,
+    /// `cache:`.
+    pub cache: StepCache,
     /// The whole step mapping.
     pub span: Span,
 }
@@ -161,6 +163,32 @@ pub struct Allow {
     pub workspace_write: Option<Span>,
     /// `net: ["host:port", ...]`.
     pub net: Vec<Spanned<String>>,
+}
+
+/// `cache:`: whether the step cache may skip this step by replaying an earlier result, and
+/// what its key covers. See the step cache in README.md for the automatic rule.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepCache {
+    pub mode: CacheMode,
+    /// `inputs:` globs: the files whose content is part of the key. `None`: the whole workspace.
+    pub inputs: Option<Vec<Spanned<String>>>,
+    /// `outputs:` globs: the files saved with the entry and restored on a hit.
+    pub outputs: Vec<Spanned<String>>,
+    /// Where `cache:` was written.
+    pub span: Option<Span>,
+}
+
+/// How a step is cached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheMode {
+    /// No `cache:`: cached when Kiln can tell it is safe (the plugin reaches nothing but the
+    /// workspace, writes nothing to it, and does not declare side effects).
+    #[default]
+    Auto,
+    /// `cache: false`: never.
+    Off,
+    /// `cache: true` or a mapping: always (the user vouches that the key covers what matters).
+    On,
 }
 
 impl Pipeline {

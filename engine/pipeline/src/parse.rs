@@ -14,8 +14,8 @@ use crate::check;
 use crate::diag::{Diagnostic, Severity, SourceFile, Span};
 use crate::keys::{self, list, suggest};
 use crate::model::{
-    Allow, Axis, Concurrency, Config, EventFilter, Matrix, Pipeline, PluginRef, Retry, Spanned,
-    Step, Triggers,
+    Allow, Axis, CacheMode, Concurrency, Config, EventFilter, Matrix, Pipeline, PluginRef, Retry,
+    Spanned, Step, StepCache, Triggers,
 };
 use crate::yaml::{self, Kind, Loaded, Node, OffsetMap, ScalarValue, Source, TreeProblem};
 
@@ -818,6 +818,7 @@ impl Reader<'_, '_> {
             retry: None,
             continue_on_error: false,
             allow: Allow::default(),
+            cache: StepCache::default(),
             span: v.span,
         };
         let (mut has_id, mut has_uses) = (false, false);
@@ -899,6 +900,7 @@ impl Reader<'_, '_> {
                     ),
                 },
                 "allow" => step.allow = self.allow(kv, &of),
+                "cache" => step.cache = self.cache(kv, &of),
                 _ => {}
             }
         }
@@ -1487,5 +1489,52 @@ impl Reader<'_, '_> {
             }
         }
         allow
+    }
+
+    /// `cache:`: `false`, `true`, or `{ inputs: [globs], outputs: [globs] }`.
+    fn cache(&mut self, v: Val<'_>, of: &str) -> StepCache {
+        let what = format!("`cache`{of}");
+        let mut cache = StepCache {
+            span: Some(v.span),
+            ..StepCache::default()
+        };
+        match &v.node.kind {
+            Kind::Scalar(s) if matches!(s.value, ScalarValue::Bool(_)) => {
+                cache.mode = if s.value == ScalarValue::Bool(true) {
+                    CacheMode::On
+                } else {
+                    CacheMode::Off
+                };
+            }
+            Kind::Map(pairs) => {
+                cache.mode = CacheMode::On;
+                for (key, kv) in self.entries(pairs, keys::CACHE_KEYS, &format!("in {what}")) {
+                    let field = format!("`cache.{key}`{of}");
+                    let globs = self.strings(kv, &field, "a list of glob patterns");
+                    for g in &globs {
+                        if let Err((message, hint)) = keys::check_glob(&g.value) {
+                            self.error(
+                                "K005",
+                                g.span,
+                                format!("invalid pattern `{}` in {field}: {message}", g.value),
+                                Some(hint),
+                            );
+                        }
+                    }
+                    self.repeated(&globs, &field);
+                    match key {
+                        "inputs" => cache.inputs = Some(globs),
+                        "outputs" => cache.outputs = globs,
+                        _ => {}
+                    }
+                }
+            }
+            _ => self.wrong_type(
+                v,
+                &what,
+                "`true`, `false` or a mapping (`inputs`, `outputs`)",
+            ),
+        }
+        cache
     }
 }

@@ -189,6 +189,10 @@ pub fn schema() -> Value {
                     "allow": {
                         "description": "Privileges granted to the step's plugin; nothing by default.",
                         "oneOf": [{ "type": "null" }, { "$ref": "#/$defs/allow" }]
+                    },
+                    "cache": {
+                        "description": "The step cache: `false` never replays this step, `true` always may, a mapping says what the key covers and which files a hit restores. Absent: cached only when Kiln can tell it is safe.",
+                        "oneOf": [{ "type": "boolean" }, { "$ref": "#/$defs/cache" }]
                     }
                 }
             },
@@ -206,6 +210,21 @@ pub fn schema() -> Value {
                     },
                     "backoff": duration("The first delay (default `1s`)."),
                     "max-backoff": duration("The longest delay (default `5m`, or `backoff` if longer).")
+                }
+            },
+            "cache": {
+                "description": "What the step's cache key covers and what a hit restores.",
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "inputs": string_or_list(
+                        json!({ "type": "string", "minLength": 1 }),
+                        "Globs of the workspace files whose content is part of the key (default: every file of the workspace). `!` excludes."
+                    ),
+                    "outputs": string_or_list(
+                        json!({ "type": "string", "minLength": 1 }),
+                        "Globs of the workspace files the step writes: saved with the entry, restored on a hit."
+                    )
                 }
             },
             "allow": {
@@ -278,6 +297,7 @@ mod tests {
             ("/$defs/eventFilter", keys::FILTER_KEYS),
             ("/$defs/step", keys::STEP_KEYS),
             ("/$defs/retry", keys::RETRY_KEYS),
+            ("/$defs/cache", keys::CACHE_KEYS),
             ("/$defs/allow", keys::ALLOW_KEYS),
             ("/$defs/concurrency", keys::CONCURRENCY_KEYS),
         ];

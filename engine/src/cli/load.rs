@@ -42,6 +42,8 @@ pub fn new_host_with(
         git: Some(Arc::new(crate::dirs::git(allow_local))),
         oci: crate::dirs::builder().map(Arc::new),
         http: crate::dirs::http_client().map(Arc::new),
+        // Problems with the store's settings are reported by `kiln run` before it starts.
+        cache: crate::dirs::cache_store().ok().map(Arc::new),
         ..HostConfig::default()
     };
     if let Some(limit) = memory_limit {

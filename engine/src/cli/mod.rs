@@ -49,7 +49,7 @@ enum Command {
     Schema,
     /// List the built-in plugins, or describe one (its config schema and outputs).
     Plugins { name: Option<String> },
-    /// Inspect or clear the local caches (git mirrors, compiled components).
+    /// Inspect, trim or clear the caches (step results and `cache` entries, git mirrors, compiled components).
     #[command(subcommand)]
     Cache(cache::CacheCommand),
     /// Nx workspaces: which projects a change affects (no Node needed).

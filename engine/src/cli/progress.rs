@@ -189,8 +189,17 @@ impl Progress {
             },
             _ => run.state.as_str().to_owned(),
         };
+        let c = &run.cache;
+        let cache = if c.hits + c.misses + c.uncacheable > 0 {
+            format!(
+                "\ncache: {} hit, {} missed, {} saved, {} not cacheable",
+                c.hits, c.misses, c.saved, c.uncacheable
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "run {} {verdict} in {} ({})\nworkspace: {}",
+            "run {} {verdict} in {} ({}){cache}\nworkspace: {}",
             run.id,
             ms(run.duration_ms),
             counts.join(", "),

@@ -44,6 +44,12 @@ pub struct RunArgs {
     /// Memory limit of one step, in MiB.
     #[arg(long, default_value_t = 256)]
     memory_limit: u64,
+    /// Run every step: no step cache lookups or saves (the `cache` plugin still works).
+    #[arg(long)]
+    no_cache: bool,
+    /// Log each step's cache key and the digest of each part of it, to see why a step missed.
+    #[arg(long)]
+    explain_cache: bool,
 }
 
 pub async fn run(args: RunArgs) -> ExitCode {
@@ -66,6 +72,7 @@ async fn try_run(args: RunArgs) -> Result<ExitCode, String> {
             "{e} (from `KILN_BUILDKIT_ADDR` / `KILN_BUILDKIT_TLS_*`)"
         ));
     }
+    let store = crate::dirs::cache_store()?;
     let host = new_host(args.jobs, Some(memory_limit)).map_err(|e| e.to_string())?;
     let loaded = load_pipeline(&args.file, &host).await;
     if !loaded.diagnostics.is_empty() {
@@ -119,6 +126,11 @@ async fn try_run(args: RunArgs) -> Result<ExitCode, String> {
         secrets,
         memory_limit: Some(memory_limit),
         previous: None,
+        cache: (!args.no_cache).then(|| {
+            let mut cache = crate::cache::StepCache::new(Arc::new(store));
+            cache.explain = args.explain_cache;
+            Arc::new(cache)
+        }),
     };
     let to_stderr = args.json;
     let tty = if to_stderr {

@@ -134,6 +134,7 @@ pub async fn resolve(
         };
         let plugin = &plugins[slot];
         check_grants(&pipeline, step, plugin, &mut diags);
+        check_cache(&pipeline, step, plugin, &mut diags);
         check_matrix_size(&pipeline, step, &mut diags);
         let key = (slot, step.with.value.to_string());
         if !validated.contains_key(&key) {
@@ -272,6 +273,25 @@ fn check_grants(pipeline: &Pipeline, step: &Step, plugin: &Plugin, diags: &mut V
             Some("remove `allow.net`: steps get least privilege".into()),
         ));
     }
+}
+
+/// `cache: true` (or a mapping) on a plugin with side effects would skip those effects.
+fn check_cache(pipeline: &Pipeline, step: &Step, plugin: &Plugin, diags: &mut Vec<Diagnostic>) {
+    if step.cache.mode != kiln_pipeline::CacheMode::On
+        || plugin.info.caching != kiln_host::Caching::Never
+    {
+        return;
+    }
+    diags.push(diag(
+        pipeline,
+        "K209",
+        step.cache.span.unwrap_or(step.uses.span),
+        format!(
+            "step `{}` asks to be cached, but plugin `{}` has side effects that a cache hit would skip",
+            step.id.value, plugin.info.name
+        ),
+        Some("remove `cache:` from the step; steps of this plugin always run".into()),
+    ));
 }
 
 fn check_matrix_size(pipeline: &Pipeline, step: &Step, diags: &mut Vec<Diagnostic>) {

@@ -39,6 +39,9 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     host: Arc<kiln_host::PluginHost>,
     git: Arc<kiln_git::Git>,
+    /// The step cache shared by this worker's runs (`None` when the store is unusable: every
+    /// step then runs, and the log at start-up says why).
+    step_cache: Option<Arc<crate::cache::StepCache>>,
     /// Wakes the run loop (a run was queued or a slot freed).
     pub wake_runs: Notify,
     /// Wakes the event loop (a webhook event was stored).
@@ -67,6 +70,13 @@ impl Worker {
         )
         .map_err(|e| format!("cannot start the plugin host: {e}"))?;
         let git = Arc::new(crate::dirs::git(config.allow_local_repos));
+        let step_cache = match crate::dirs::cache_store() {
+            Ok(store) => Some(Arc::new(crate::cache::StepCache::new(Arc::new(store)))),
+            Err(e) => {
+                tracing::warn!(error = %e, "the step cache is off");
+                None
+            }
+        };
         let (changed, _) = tokio::sync::watch::channel(0u64);
         Ok(Arc::new(Worker {
             id,
@@ -75,6 +85,7 @@ impl Worker {
             metrics,
             host,
             git,
+            step_cache,
             wake_runs: Notify::new(),
             wake_events: Notify::new(),
             wake_notify: Notify::new(),

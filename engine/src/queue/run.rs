@@ -273,6 +273,7 @@ impl Worker {
             secrets,
             memory_limit: Some(self.config.memory_limit_mb.saturating_mul(1 << 20)),
             previous,
+            cache: self.step_cache.clone(),
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_events(log.clone(), resolved.plan.clone(), rx));

@@ -77,6 +77,7 @@ fn plan(yaml: &str) -> Arc<Plan> {
         config_schema: json!({}),
         outputs: vec![],
         capabilities: vec![],
+        caching: kiln_host::Caching::Auto,
     };
     let plugins = vec![PlanPlugin {
         origin: "fake".into(),
@@ -98,6 +99,7 @@ fn options(jobs: usize) -> RunOptions {
         secrets: BTreeMap::new(),
         memory_limit: None,
         previous: None,
+        cache: None,
     }
 }
 

@@ -192,6 +192,8 @@ impl Plugin for Build {
         ])
         .capability(Capability::Buildkit)
         .capability(Capability::Registry)
+        // The image lands in the daemon, where a later `push` step expects it.
+        .side_effects()
     }
 
     fn validate(config: &Value) -> Result<(), Vec<Problem>> {

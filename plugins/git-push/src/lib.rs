@@ -179,7 +179,9 @@ impl Plugin for GitPush {
         {
             problems.push(Problem::at(
                 "/branch",
-                format!("`{b}` is not a valid branch name (no spaces, `..`, `~^:?*[\\`, or leading `-`)"),
+                format!(
+                    "`{b}` is not a valid branch name (no spaces, `..`, `~^:?*[\\`, or leading `-`)"
+                ),
             ));
         }
         no_problems(problems)
@@ -201,7 +203,11 @@ impl Plugin for GitPush {
                 Some(c) => Some(identity("committer", c)?),
                 None => None,
             };
-            let paths = config.files.clone().map(OneOrMany::into_vec).unwrap_or_default();
+            let paths = config
+                .files
+                .clone()
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default();
             let done = git::commit(&CommitRequest {
                 repo: path.clone(),
                 paths: paths.clone(),
@@ -227,7 +233,9 @@ impl Plugin for GitPush {
                 } else {
                     format!("no changes to {}", paths.join(", "))
                 };
-                log::info(&format!("nothing to commit in {path} ({what}); pushing {sha} as it is"));
+                log::info(&format!(
+                    "nothing to commit in {path} ({what}); pushing {sha} as it is"
+                ));
             }
         }
 
@@ -235,7 +243,10 @@ impl Plugin for GitPush {
             None => Credentials::None,
             Some(auth) => auth.credentials()?,
         };
-        let remote = config.remote.clone().unwrap_or_else(|| "origin".to_string());
+        let remote = config
+            .remote
+            .clone()
+            .unwrap_or_else(|| "origin".to_string());
         let pushed = git::push(&PushRequest {
             repo: path.clone(),
             remote: Remote {
@@ -266,4 +277,3 @@ impl Plugin for GitPush {
 }
 
 kiln_plugin_sdk::export_plugin!(GitPush);
-

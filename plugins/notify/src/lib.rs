@@ -264,7 +264,10 @@ impl Plugin for Notify {
                 if config.get(key).is_some() {
                     problems.push(Problem::at(
                         format!("/{key}"),
-                        format!("a {} request has no body; remove `{key}` or use `method: POST`", m.as_str()),
+                        format!(
+                            "a {} request has no body; remove `{key}` or use `method: POST`",
+                            m.as_str()
+                        ),
                     ));
                 }
             }
@@ -277,7 +280,10 @@ impl Plugin for Notify {
             for name in headers.keys() {
                 let at = format!("/headers/{}", name.replace('~', "~0").replace('/', "~1"));
                 if !valid_header_name(name) {
-                    problems.push(Problem::at(at, format!("`{name}` is not a valid header name")));
+                    problems.push(Problem::at(
+                        at,
+                        format!("`{name}` is not a valid header name"),
+                    ));
                 } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
                     problems.push(Problem::at(
                         at,
@@ -290,8 +296,7 @@ impl Plugin for Notify {
                         at,
                         format!("header `{name}` is where the signature goes; remove it"),
                     ));
-                } else if config.get("auth").is_some()
-                    && name.eq_ignore_ascii_case("authorization")
+                } else if config.get("auth").is_some() && name.eq_ignore_ascii_case("authorization")
                 {
                     problems.push(Problem::at(
                         at,
@@ -341,11 +346,14 @@ impl Plugin for Notify {
         }
         if let Some(v @ Value::String(t)) = config.get("request-timeout")
             && !is_expression(v)
-            && !parse_duration(t).is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(600))
+            && !parse_duration(t)
+                .is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(600))
         {
             problems.push(Problem::at(
                 "/request-timeout",
-                format!("`{t}` is not a timeout between 1ms and 10m (write `500ms`, `30s` or `2m`)"),
+                format!(
+                    "`{t}` is not a timeout between 1ms and 10m (write `500ms`, `30s` or `2m`)"
+                ),
             ));
         }
         no_problems(problems)
@@ -366,7 +374,11 @@ impl Plugin for Notify {
             None => Method::Post,
         };
         let (body, content_type) = match (&config.body, &config.json) {
-            (Some(_), Some(_)) => return Err(invalid("`body` and `json` are alternatives; keep one".into())),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "`body` and `json` are alternatives; keep one".into(),
+                ));
+            }
             (Some(text), None) => (text.clone().into_bytes(), Some("text/plain; charset=utf-8")),
             (None, Some(value)) => (
                 serde_json::to_vec(value)
@@ -402,7 +414,9 @@ impl Plugin for Notify {
         }
         let timeout = match &config.request_timeout {
             Some(t) => Some(parse_duration(t).ok_or_else(|| {
-                invalid(format!("`{t}` is not a timeout (write `500ms`, `30s` or `2m`)"))
+                invalid(format!(
+                    "`{t}` is not a timeout (write `500ms`, `30s` or `2m`)"
+                ))
             })?),
             None => None,
         };
@@ -476,7 +490,11 @@ impl Plugin for Notify {
         if expected.iter().any(|e| e.matches(status)) {
             return Ok(());
         }
-        let wanted = expected.iter().map(StatusItem::show).collect::<Vec<_>>().join(", ");
+        let wanted = expected
+            .iter()
+            .map(StatusItem::show)
+            .collect::<Vec<_>>()
+            .join(", ");
         let answered = format!(
             "`{} {}` answered {status} {}, expected {wanted}{}",
             method.as_str(),
@@ -509,10 +527,14 @@ impl Plugin for Notify {
 fn url_problem(url: &str) -> Option<Problem> {
     let problem = |m: String| Some(Problem::at("/url", m));
     let Some((scheme, rest)) = url.split_once("://") else {
-        return problem(format!("`{url}` is not an absolute URL; write `https://host/path`"));
+        return problem(format!(
+            "`{url}` is not an absolute URL; write `https://host/path`"
+        ));
     };
     if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
-        return problem(format!("scheme `{scheme}` is not supported; use `https://` (or `http://`)"));
+        return problem(format!(
+            "scheme `{scheme}` is not supported; use `https://` (or `http://`)"
+        ));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {

@@ -68,6 +68,7 @@ impl Plugin for Push {
         }))
         .outputs(&["digest", "references", "image", "pushed"])
         .capability(Capability::Registry)
+        .side_effects()
     }
 
     fn validate(config: &Value) -> Result<(), Vec<Problem>> {

@@ -55,6 +55,8 @@ pub enum Capability {
     Registry,
     /// Send HTTP(S) requests with [`http::send`] (hosts must be listed in `allow.net`).
     Http,
+    /// Save and restore workspace directories with [`cache`] (restores need `WorkspaceWrite`).
+    Cache,
 }
 
 /// What a plugin says about itself.
@@ -68,6 +70,9 @@ pub struct Info {
     /// Outputs the plugin may set; empty means any.
     pub outputs: Vec<String>,
     pub capabilities: Vec<Capability>,
+    /// The plugin has effects the step cache cannot replay (pushes, notifications, cache
+    /// restores) or reads a world that moves: its steps are never cached. See [`Info::side_effects`].
+    pub side_effects: bool,
 }
 
 impl Info {
@@ -79,7 +84,16 @@ impl Info {
             config_schema: json!({ "type": "object" }),
             outputs: Vec::new(),
             capabilities: Vec::new(),
+            side_effects: false,
         }
+    }
+
+    /// Declare that running the plugin does more than compute its outputs and workspace files
+    /// from its inputs (it pushes, notifies, deploys, restores a cache): the step cache never
+    /// skips its steps, and `cache: true` on them is an error.
+    pub fn side_effects(mut self) -> Self {
+        self.side_effects = true;
+        self
     }
 
     pub fn schema(mut self, schema: Value) -> Self {
@@ -654,8 +668,8 @@ pub mod image {
 pub mod http {
     use crate::bindings::kiln::plugin::http as wit_http;
     pub use crate::bindings::kiln::plugin::http::{
-        Auth as RequestAuth, BasicAuth, Error, ErrorKind, Method, Request, Response,
-        SecretHeader, Signature,
+        Auth as RequestAuth, BasicAuth, Error, ErrorKind, Method, Request, Response, SecretHeader,
+        Signature,
     };
 
     /// Sends one request; any status is a response, only transport problems are errors.
@@ -807,6 +821,36 @@ pub mod http {
     }
 }
 
+/// Directories saved and restored by key in the host's cache store ([`Capability::Cache`]),
+/// with GitHub Actions' semantics: exact key, else the newest entry whose key starts with a
+/// restore key; entries are immutable.
+pub mod cache {
+    use crate::bindings::kiln::plugin::cache as wit_cache;
+    pub use crate::bindings::kiln::plugin::cache::{
+        Error, ErrorKind, RestoreRequest, RestoreResult, SaveRequest, SaveResult,
+    };
+
+    /// Restore the entry for `request.key` (or a restore key's newest match) into the workspace.
+    pub fn restore(request: &RestoreRequest) -> Result<RestoreResult, Error> {
+        wit_cache::restore(request)
+    }
+
+    /// Save `request.paths` under `request.key`, unless that key already has an entry.
+    pub fn save(request: &SaveRequest) -> Result<SaveResult, Error> {
+        wit_cache::save(request)
+    }
+
+    impl From<Error> for crate::StepError {
+        fn from(e: Error) -> Self {
+            match e.kind {
+                ErrorKind::Denied => crate::StepError::Denied(e.message),
+                ErrorKind::Invalid => crate::StepError::InvalidConfig(e.message),
+                ErrorKind::Failed => crate::StepError::Failed(e.message),
+            }
+        }
+    }
+}
+
 /// A step plugin. Export it with [`export_plugin!`].
 pub trait Plugin {
     /// Describe the plugin.
@@ -841,8 +885,14 @@ impl<P: Plugin> bindings::Guest for Exported<P> {
                     Capability::Buildkit => wit::Capability::Buildkit,
                     Capability::Registry => wit::Capability::Registry,
                     Capability::Http => wit::Capability::Http,
+                    Capability::Cache => wit::Capability::Cache,
                 })
                 .collect(),
+            caching: if info.side_effects {
+                wit::Caching::Never
+            } else {
+                wit::Caching::Auto
+            },
         }
     }
 

@@ -350,3 +350,28 @@ fn a_pipeline_with_errors_is_still_returned_without_the_unusable_steps() {
         .unwrap_or_default();
     assert_eq!(ids, ["a"]);
 }
+
+#[test]
+fn cache_settings_read_as_modes_with_their_globs() {
+    use kiln_pipeline::CacheMode;
+    let text = "name: c\nsteps:\n  - id: auto\n    uses: echo\n  - id: off\n    uses: echo\n    cache: false\n  - id: on\n    uses: echo\n    cache: true\n  - id: shaped\n    uses: echo\n    cache:\n      inputs: [\"src/**\", \"!src/**/*.log\"]\n      outputs: dist\n";
+    let (pipeline, diags) = parse("c.yaml", text);
+    assert!(diags.is_empty(), "{}", render(&diags));
+    let p = pipeline.expect("parsed");
+    let mode = |id: &str| p.step(id).map(|s| s.cache.mode);
+    assert_eq!(mode("auto"), Some(CacheMode::Auto));
+    assert_eq!(mode("off"), Some(CacheMode::Off));
+    assert_eq!(mode("on"), Some(CacheMode::On));
+    let shaped = &p.step("shaped").expect("step").cache;
+    assert_eq!(shaped.mode, CacheMode::On);
+    let globs = |g: &[kiln_pipeline::Spanned<String>]| {
+        g.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        globs(shaped.inputs.as_deref().unwrap_or_default()),
+        ["src/**", "!src/**/*.log"]
+    );
+    assert_eq!(globs(&shaped.outputs), ["dist"]);
+    assert_eq!(shaped.outputs[0].span.line, 15);
+    assert!(p.step("auto").expect("step").cache.inputs.is_none());
+}
