@@ -310,6 +310,7 @@ fn a_static_site_is_copied_into_the_web_root() {
             "cat /usr/share/nginx/html/index.html; ls /usr/share/nginx/html",
         ],
     );
-    // The Dockerfile travels inside the context (BuildKit reads it from there), so it is copied.
-    assert_eq!(stdout, "<h1>hello</h1>\nDockerfile\ncss\nindex.html\n");
+    // The generated .dockerignore keeps the Dockerfile out of the context (BuildKit reads it
+    // from its own directory), as `docker build` does.
+    assert_eq!(stdout, "<h1>hello</h1>\ncss\nindex.html\n");
 }

@@ -49,12 +49,7 @@ impl BuildkitdDriver {
                 });
             }
         }
-        let (tar, dockerfile) = buildkit::pack_context(request).await?;
-        progress(&format!(
-            "sending build context to {} ({})",
-            self.addr,
-            buildkit::human_bytes(tar.len() as u64)
-        ));
+        progress(&format!("building on {}", self.addr));
         let tags: Vec<String> = request.tags.iter().map(|t| t.to_string()).collect();
         let mut attrs = HashMap::new();
         if !tags.is_empty() {
@@ -64,7 +59,7 @@ impl BuildkitdDriver {
         if request.push && request.tags.iter().all(is_loopback) {
             attrs.insert("registry.insecure".to_string(), "true".to_string());
         }
-        let solve = buildkit::Solve::new(request, tar, dockerfile, "image", attrs);
+        let solve = buildkit::Solve::new(request, "image", attrs).await?;
         let response = self.target.solve(solve, progress).await?;
         let manifest = response.get("containerimage.digest").cloned();
         let image_id = response

@@ -100,18 +100,13 @@ impl DockerDriver {
                 )));
             }
         };
-        let (tar, dockerfile) = buildkit::pack_context(request).await?;
-        progress(&format!(
-            "sending build context to {} ({})",
-            self.addr,
-            buildkit::human_bytes(tar.len() as u64)
-        ));
+        progress(&format!("building on {}", self.addr));
         let tags: Vec<String> = request.tags.iter().map(|t| t.to_string()).collect();
         let mut exporter_attrs = HashMap::new();
         if !tags.is_empty() {
             exporter_attrs.insert("name".to_string(), tags.join(","));
         }
-        let solve = buildkit::Solve::new(request, tar, dockerfile, "moby", exporter_attrs);
+        let solve = buildkit::Solve::new(request, "moby", exporter_attrs).await?;
         let response = Target::Docker(socket).solve(solve, progress).await?;
         let image_id = match response.get("containerimage.digest") {
             Some(id) => id.clone(),

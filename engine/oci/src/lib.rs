@@ -5,7 +5,7 @@
 //!   `docker+tcp://…`; images land in the daemon's store and are pushed through it), or a
 //!   standalone `buildkitd` (`unix://…`, `tcp://…` plain or with TLS; images are pushed by
 //!   BuildKit's exporter as it builds). Both speak BuildKit's own gRPC API (`buildkit`).
-//! - [`context`]: the build context as a deterministic tar, with `.dockerignore` applied.
+//! - [`context`]: `.dockerignore` patterns, matched as Docker and BuildKit match them.
 //! - [`reference`]: image references (`host[:port]/path[:tag][@digest]`).
 //! - [`auth`]: registry credentials from secrets or `~/.docker/config.json`.
 //! - [`progress`]: BuildKit status updates rendered as plain log lines.
@@ -31,7 +31,7 @@ pub use crate::auth::{
     RegistryAuth,
 };
 pub use crate::buildkit::TlsFiles;
-pub use crate::context::{ContextError, ContextStats, DockerIgnore, pack};
+pub use crate::context::{ContextError, DockerIgnore};
 pub use crate::error::OciError;
 pub use crate::reference::{Reference, ReferenceError};
 

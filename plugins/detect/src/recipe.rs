@@ -34,9 +34,9 @@ pub struct Recipe {
     pub port: u16,
 }
 
-/// Never needed in an image. (The Dockerfile is not listed: BuildKit receives it inside the
-/// context, where an exclusion would not apply to it anyway.)
-const COMMON_IGNORE: &[&str] = &[".git", ".kiln", ".dockerignore"];
+/// Never needed in an image (BuildKit reads the Dockerfile from its own directory, so
+/// excluding it from the context is safe).
+const COMMON_IGNORE: &[&str] = &[".git", ".kiln", "Dockerfile", ".dockerignore"];
 
 /// JSON array form of a command (`CMD ["a", "b"]`): exec form, signals reach the app.
 fn exec_form(args: &[&str]) -> String {
@@ -108,7 +108,7 @@ pub fn go(project: &Project, opts: &Options) -> Result<Recipe, String> {
         language: "go",
         summary,
         dockerfile: f,
-        dockerignore: &[".git", ".kiln", ".dockerignore", "*.test", "bin/"],
+        dockerignore: &[".git", ".kiln", "Dockerfile", ".dockerignore", "*.test", "bin/"],
         network: if download { "default" } else { "none" },
         port,
     })
@@ -182,6 +182,7 @@ pub fn node(project: &Project, opts: &Options) -> Result<Recipe, String> {
     let ignore: &[&str] = &[
         ".git",
         ".kiln",
+        "Dockerfile",
         ".dockerignore",
         "node_modules",
         "npm-debug.log",
@@ -377,6 +378,7 @@ pub fn python(project: &Project, py: &PythonProject, opts: &Options) -> Result<R
         dockerignore: &[
             ".git",
             ".kiln",
+            "Dockerfile",
             ".dockerignore",
             "__pycache__",
             "*.pyc",
@@ -444,6 +446,7 @@ pub fn jupyter(
         dockerignore: &[
             ".git",
             ".kiln",
+            "Dockerfile",
             ".dockerignore",
             ".ipynb_checkpoints",
             "__pycache__",

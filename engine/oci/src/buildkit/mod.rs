@@ -12,11 +12,11 @@
 //! Dropping the future closes the connections, which cancels the solve in the daemon.
 
 pub(crate) mod connect;
+mod filesync;
 pub(crate) mod session;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
@@ -34,6 +34,7 @@ use crate::{BuildRequest, CacheSpec, OciError, ProgressFn, RegistryAuth};
 
 use connect::DockerSocket;
 pub use connect::TlsFiles;
+use filesync::SyncedDir;
 use session::{MAX_MESSAGE, SessionData};
 
 /// Where a BuildKit gRPC API is.
@@ -52,8 +53,10 @@ pub(crate) enum Target {
 
 /// One solve of the Dockerfile frontend.
 pub(crate) struct Solve {
-    /// The build context as a tar; the Dockerfile is inside it under `dockerfile`.
-    pub context: Vec<u8>,
+    /// The build context, offered to BuildKit as the local directory `context`.
+    pub context: SyncedDir,
+    /// The Dockerfile's directory (the local `dockerfile`) and its file name there.
+    pub dockerfile_dir: PathBuf,
     pub dockerfile: String,
     /// Frontend options besides the context and the Dockerfile's name (`build-arg:X`, ...).
     pub frontend_attrs: HashMap<String, String>,
@@ -67,17 +70,47 @@ pub(crate) struct Solve {
 }
 
 impl Solve {
-    /// The solve of `request` with its packed context, exporting with `exporter`.
-    pub(crate) fn new(
+    /// The solve of `request`, exporting with `exporter`. Reads the context's `.dockerignore`
+    /// (a malformed pattern is an error naming its line).
+    pub(crate) async fn new(
         request: &BuildRequest,
-        context: Vec<u8>,
-        dockerfile: String,
         exporter: &str,
         exporter_attrs: HashMap<String, String>,
-    ) -> Solve {
-        Solve {
-            context,
-            dockerfile,
+    ) -> Result<Solve, OciError> {
+        let context = request.context.clone();
+        let ignore_file = context.join(".dockerignore");
+        let ignore = match tokio::fs::read_to_string(&ignore_file).await {
+            Ok(text) => Some(crate::context::DockerIgnore::parse(&text)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(OciError::Invalid(format!(
+                    "cannot read `{}`: {e}",
+                    ignore_file.display()
+                )));
+            }
+        };
+        let dockerfile = request.dockerfile.clone();
+        let name = dockerfile
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| {
+                OciError::Invalid(format!(
+                    "`{}` does not name a Dockerfile",
+                    dockerfile.display()
+                ))
+            })?
+            .to_string();
+        let dockerfile_dir = dockerfile
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Solve {
+            context: SyncedDir {
+                path: context,
+                ignore,
+            },
+            dockerfile_dir,
+            dockerfile: name,
             frontend_attrs: request.frontend_attrs(),
             exporter: exporter.to_string(),
             exporter_attrs,
@@ -93,52 +126,18 @@ impl Solve {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-        }
+        })
     }
-}
 
-/// The context tar of `request` and the name the Dockerfile has inside it.
-pub(crate) async fn pack_context(request: &BuildRequest) -> Result<(Vec<u8>, String), OciError> {
-    let context_dir = request.context.clone();
-    let dockerfile = request.dockerfile.clone();
-    tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String), OciError> {
-        let contents = std::fs::read(&dockerfile).map_err(|e| {
-            OciError::Invalid(format!(
-                "cannot read the Dockerfile `{}`: {e}",
-                dockerfile.display()
-            ))
-        })?;
-        let name = dockerfile_name(&context_dir, &dockerfile, &contents);
-        let mut tar = Vec::new();
-        crate::context::pack(&context_dir, Some((&name, &contents)), &mut tar)?;
-        Ok((tar, name))
-    })
-    .await
-    .map_err(|e| OciError::Other(format!("packing the context stopped: {e}")))?
-}
-
-/// The Dockerfile's path inside the context, or a name derived from its contents when it lives
-/// outside (it is then sent beside the context under that name).
-fn dockerfile_name(context: &Path, dockerfile: &Path, contents: &[u8]) -> String {
-    if let (Ok(c), Ok(d)) = (context.canonicalize(), dockerfile.canonicalize())
-        && let Ok(rel) = d.strip_prefix(&c)
-        && let Some(s) = rel.to_str()
-        && !s.is_empty()
-    {
-        return s.to_string();
-    }
-    use sha2::Digest;
-    let hash = hex::encode(sha2::Sha256::digest(contents));
-    format!(".kiln-Dockerfile-{}", &hash[..12])
-}
-
-pub(crate) fn human_bytes(n: u64) -> String {
-    if n >= 1 << 20 {
-        format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20))
-    } else if n >= 1 << 10 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{n} B")
+    /// A key BuildKit keeps the last transfer of these directories under, so an unchanged
+    /// context is not sent again (as `buildctl` derives its shared key from the paths).
+    fn shared_key(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.context.path.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(self.dockerfile_dir.to_string_lossy().as_bytes());
+        hex::encode(&h.finalize()[..16])
     }
 }
 
@@ -221,10 +220,11 @@ impl Target {
         &self,
         control: &mut ControlClient<Channel>,
         id: &str,
+        key: &str,
         data: SessionData,
     ) -> Result<tokio::task::JoinHandle<()>, OciError> {
         let methods = data.methods();
-        let key = new_id();
+        let key = key.to_string();
         let headers: Vec<(&str, String)> = [
             ("X-Docker-Expose-Session-Uuid", id.to_string()),
             ("X-Docker-Expose-Session-Name", "kiln".to_string()),
@@ -298,12 +298,8 @@ impl Target {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
 
-        let upload = new_id();
+        let shared_key = solve.shared_key();
         let mut frontend_attrs = solve.frontend_attrs;
-        frontend_attrs.insert(
-            "context".to_string(),
-            format!("http://buildkit-session/{upload}"),
-        );
         frontend_attrs.insert("filename".to_string(), solve.dockerfile.clone());
         if !solve.cache_from.is_empty() {
             frontend_attrs.insert(
@@ -312,11 +308,22 @@ impl Target {
             );
         }
         let data = SessionData {
-            uploads: HashMap::from([(format!("/{upload}"), Arc::new(solve.context))]),
+            dirs: HashMap::from([
+                ("context".to_string(), solve.context),
+                (
+                    "dockerfile".to_string(),
+                    SyncedDir {
+                        path: solve.dockerfile_dir,
+                        ignore: None,
+                    },
+                ),
+            ]),
             secrets: solve.secrets,
             auth: solve.auth,
         };
-        let session = self.open_session(&mut control, &session_id, data).await?;
+        let session = self
+            .open_session(&mut control, &session_id, &shared_key, data)
+            .await?;
         let _session = AbortOnDrop(session);
 
         // Progress: `Status` follows the job `build_ref` until it ends.
@@ -429,32 +436,10 @@ fn lower(name: &str) -> &'static str {
 }
 
 /// Aborts a spawned task when dropped (a cancelled build stops its session and status reader).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_dockerfile_outside_the_context_gets_a_content_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = dir.path().join("ctx");
-        std::fs::create_dir_all(ctx.join("sub")).unwrap();
-        std::fs::write(ctx.join("sub/Dockerfile"), "FROM x").unwrap();
-        std::fs::write(dir.path().join("Dockerfile"), "FROM x").unwrap();
-        assert_eq!(
-            dockerfile_name(&ctx, &ctx.join("sub/Dockerfile"), b"FROM x"),
-            "sub/Dockerfile"
-        );
-        assert!(
-            dockerfile_name(&ctx, &dir.path().join("Dockerfile"), b"FROM x")
-                .starts_with(".kiln-Dockerfile-")
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! The client side of a BuildKit session: the gRPC services BuildKit calls back while it
-//! solves — the build context (`Upload`), secret mounts (`Secrets`), registry credentials
-//! (`Auth`) and liveness (`Health`).
+//! solves — local directories (`FileSync`: the context and the Dockerfile's directory), secret
+//! mounts (`Secrets`), registry credentials (`Auth`) and liveness (`Health`).
 //!
 //! In a session the roles are reversed: BuildKit is the gRPC client and Kiln serves, over one
 //! byte stream — the `Control.Session` call of a standalone buildkitd, or the upgraded
@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bollard_buildkit_proto::fsutil::types::Packet;
 use bollard_buildkit_proto::health::health_check_response::ServingStatus;
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
 use bollard_buildkit_proto::health::{
@@ -19,28 +20,26 @@ use bollard_buildkit_proto::health::{
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::{Secrets, SecretsServer};
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
 use bollard_buildkit_proto::moby::filesync::v1::auth_server::{Auth, AuthServer};
+use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::{FileSync, FileSyncServer};
 use bollard_buildkit_proto::moby::filesync::v1::{
     CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
     GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
     VerifyTokenAuthorityResponse,
 };
-use bollard_buildkit_proto::moby::upload::v1::BytesMessage as UploadBytes;
-use bollard_buildkit_proto::moby::upload::v1::upload_server::{Upload, UploadServer};
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::filesync::{self, DiffCopyStream, SyncedDir};
 use crate::RegistryAuth;
 
 /// Largest message either side sends: BuildKit's default gRPC limit.
 pub(crate) const MAX_MESSAGE: usize = 16 << 20;
-/// The build context goes up in pieces well under [`MAX_MESSAGE`].
-const UPLOAD_CHUNK: usize = 256 << 10;
 
 /// What one session offers BuildKit.
 pub(crate) struct SessionData {
-    /// Upload paths (`/ID`, the path of `http://buildkit-session/ID`) and their bytes.
-    pub(crate) uploads: HashMap<String, Arc<Vec<u8>>>,
+    /// Local directories by name (`context`, `dockerfile`), sent with `FileSync.DiffCopy`.
+    pub(crate) dirs: HashMap<String, SyncedDir>,
     /// Secret mounts by id.
     pub(crate) secrets: HashMap<String, Vec<u8>>,
     /// Credentials by registry host (`host[:port]`, `docker.io` for Docker Hub).
@@ -52,7 +51,7 @@ impl SessionData {
     pub(crate) fn methods(&self) -> Vec<&'static str> {
         vec![
             "/grpc.health.v1.Health/Check",
-            "/moby.upload.v1.Upload/Pull",
+            "/moby.filesync.v1.FileSync/DiffCopy",
             "/moby.buildkit.secrets.v1.Secrets/GetSecret",
             "/moby.filesync.v1.Auth/Credentials",
         ]
@@ -66,9 +65,12 @@ where
 {
     let data = Arc::new(data);
     tonic::transport::Server::builder()
+        // Room for BuildKit's bursts of file requests and for file data in flight.
+        .initial_connection_window_size(8 << 20)
+        .initial_stream_window_size(4 << 20)
         .add_service(HealthServer::new(Healthy))
         .add_service(
-            UploadServer::from_arc(data.clone())
+            FileSyncServer::from_arc(data.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         )
@@ -146,31 +148,25 @@ impl Health for Healthy {
 }
 
 #[tonic::async_trait]
-impl Upload for SessionData {
-    type PullStream = Pin<Box<dyn Stream<Item = Result<UploadBytes, Status>> + Send + 'static>>;
+impl FileSync for SessionData {
+    type DiffCopyStream = DiffCopyStream;
 
-    async fn pull(
+    async fn diff_copy(
         &self,
-        request: Request<Streaming<UploadBytes>>,
-    ) -> Result<Response<Self::PullStream>, Status> {
-        let path = request
-            .metadata()
-            .get("urlpath")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let Some(data) = self.uploads.get(&path).cloned() else {
-            return Err(Status::not_found(format!(
-                "no upload `{path}` in this session"
-            )));
-        };
-        let chunks = (0..data.len().div_ceil(UPLOAD_CHUNK)).map(move |i| {
-            let end = ((i + 1) * UPLOAD_CHUNK).min(data.len());
-            Ok(UploadBytes {
-                data: data[i * UPLOAD_CHUNK..end].to_vec(),
-            })
-        });
-        Ok(Response::new(Box::pin(futures_util::stream::iter(chunks))))
+        request: Request<Streaming<Packet>>,
+    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+        filesync::diff_copy(&self.dirs, request).await
+    }
+
+    type TarStreamStream = DiffCopyStream;
+
+    async fn tar_stream(
+        &self,
+        _: Request<Streaming<Packet>>,
+    ) -> Result<Response<Self::TarStreamStream>, Status> {
+        Err(Status::unimplemented(
+            "tar streams are not served; use DiffCopy",
+        ))
     }
 }
 
