@@ -79,7 +79,7 @@ fn skopeo(args: &[&str]) -> Output {
 }
 
 /// `skopeo inspect` of a reference on a loopback registry (plain HTTP).
-fn inspect(
+pub(crate) fn inspect(
     reference: &str,
     creds: Option<&str>,
     config: bool,

@@ -10,6 +10,8 @@ mod image;
 mod notify;
 mod nx;
 mod sandbox;
+mod seed_000;
+mod seed_004;
 mod serve;
 mod support;
 mod ui;

@@ -405,21 +405,52 @@ pub fn registry_endpoint(image: &str) -> String {
     }
 }
 
-/// The clone -> build -> push pipeline of a seed 004 build request, as pipeline text (JSON,
-/// which is YAML: no quoting of user values can go wrong).
-pub fn build_pipeline(req: &BuildRequest) -> Result<String, ApiError> {
+/// Seed 004's pipeline: `pipelines/seed-004-build-api.yaml`, embedded so that what runs is the
+/// reviewed file. Its values come from `event.inputs`; [`build_pipeline`] writes only the name
+/// and the two `allow.net` grants into it (grants are never expressions).
+pub const BUILD_PIPELINE: &str = include_str!("../../../pipelines/seed-004-build-api.yaml");
+const NAME_LINE: &str = "name: build-image\n";
+const REPO_GRANT: &str = ", net: [\"git.example.com:443\"]";
+const REGISTRY_GRANT: &str = "net: [\"registry.example.com:443\"]";
+
+/// `template` with its one `placeholder` replaced by `value`.
+fn fill(template: &str, placeholder: &str, value: &str) -> Result<String, ApiError> {
+    if template.matches(placeholder).count() != 1 {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the embedded build pipeline does not hold `{placeholder}` exactly once"),
+        )
+        .hint("this is a bug in kiln: pipelines/seed-004-build-api.yaml was changed"));
+    }
+    Ok(template.replacen(placeholder, value, 1))
+}
+
+/// A seed 004 build request checked and turned into (pipeline text, the run's inputs): the
+/// embedded [`BUILD_PIPELINE`] with its grants filled in, and `{build, image, dockerfile}`.
+pub fn build_pipeline(
+    req: &BuildRequest,
+) -> Result<(String, serde_json::Map<String, Value>), ApiError> {
     let unprocessable =
         |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_build", m);
     let url =
         kiln_git::RemoteUrl::parse(&req.repo_url).map_err(|e| unprocessable(e.to_string()))?;
-    let repo_name = req
+    let repo_name: String = req
         .repo_url
         .trim_end_matches('/')
         .trim_end_matches(".git")
         .rsplit(['/', ':'])
         .next()
         .unwrap_or("image")
-        .to_lowercase();
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .collect();
+    let repo_name = if repo_name.is_empty() {
+        "image".to_owned()
+    } else {
+        repo_name
+    };
     let tag = req.tag.clone().unwrap_or_else(|| "latest".to_owned());
     if tag.is_empty()
         || tag.len() > 128
@@ -446,56 +477,48 @@ pub fn build_pipeline(req: &BuildRequest) -> Result<String, ApiError> {
         .dockerfile_path
         .clone()
         .unwrap_or_else(|| "Dockerfile".to_owned());
-    if dockerfile.starts_with('/') || dockerfile.split('/').any(|c| c == "..") {
+    if dockerfile.is_empty()
+        || dockerfile.starts_with('/')
+        || dockerfile.split('/').any(|c| c == "..")
+    {
         return Err(unprocessable(format!(
             "`dockerfile_path` is `{dockerfile}`; it must be a path inside the repository"
         )));
     }
-    let mut clone_with = json!({ "url": req.repo_url, "path": "src" });
-    if let Some(b) = &req.branch {
-        clone_with["ref"] = Value::String(b.clone());
-    }
-    let mut clone_step = json!({
-        "id": "clone",
-        "uses": "clone",
-        "allow": { "workspace": "write" },
-        "with": clone_with,
-    });
-    if let Some(endpoint) = url.endpoint() {
-        clone_step["allow"]["net"] = json!([endpoint]);
-    }
-    let mut steps = vec![
-        clone_step,
-        json!({
-            "id": "build",
-            "uses": "build",
-            "needs": ["clone"],
-            "with": {
-                "context": "src",
-                "dockerfile": format!("src/{dockerfile}"),
-                "tags": [image],
-            },
-        }),
-    ];
-    if req.push {
-        steps.push(json!({
-            "id": "push",
-            "uses": "push",
-            "needs": ["build"],
-            "allow": { "net": [registry_endpoint(&image)] },
-            "with": {
-                "image": "${{ steps.build.outputs.image }}",
-                "dry-run": req.dry_run,
-            },
-        }));
-    }
-    let pipeline = json!({ "name": format!("build-{repo_name}"), "steps": steps });
-    serde_json::to_string_pretty(&pipeline).map_err(|e| unprocessable(e.to_string()))
+    let quoted = |s: &str| Value::String(s.to_owned()).to_string();
+    let text = fill(
+        BUILD_PIPELINE,
+        NAME_LINE,
+        &format!("name: {}\n", quoted(&format!("build-{repo_name}"))),
+    )?;
+    let repo_grant = match url.endpoint() {
+        Some(endpoint) => format!(", net: [{}]", quoted(&endpoint)),
+        None => String::new(),
+    };
+    let text = fill(&text, REPO_GRANT, &repo_grant)?;
+    let text = fill(
+        &text,
+        REGISTRY_GRANT,
+        &format!("net: [{}]", quoted(&registry_endpoint(&image))),
+    )?;
+    let inputs = serde_json::Map::from_iter([
+        (
+            "build".to_owned(),
+            json!({
+                "repo_url": req.repo_url, "branch": req.branch, "tag": req.tag,
+                "registry": req.registry, "dockerfile_path": req.dockerfile_path,
+                "push": req.push, "dry_run": req.dry_run,
+            }),
+        ),
+        ("image".to_owned(), Value::String(image)),
+        ("dockerfile".to_owned(), Value::String(dockerfile)),
+    ]);
+    Ok((text, inputs))
 }
 
 pub async fn create_build(State(app): State<AppState>, body: Bytes) -> ApiResult {
     let req: BuildRequest = parse_body(&body)?;
-    let yaml = build_pipeline(&req)?;
+    let (yaml, inputs) = build_pipeline(&req)?;
     let run = new_run(
         &app,
         CreateRun {
@@ -504,14 +527,7 @@ pub async fn create_build(State(app): State<AppState>, body: Bytes) -> ApiResult
             sha: None,
             pipeline: None,
             pipeline_yaml: Some(yaml),
-            inputs: serde_json::Map::from_iter([(
-                "build".to_owned(),
-                json!({
-                    "repo_url": req.repo_url, "branch": req.branch, "tag": req.tag,
-                    "registry": req.registry, "dockerfile_path": req.dockerfile_path,
-                    "push": req.push, "dry_run": req.dry_run,
-                }),
-            )]),
+            inputs,
             notify: req.notify,
             concurrency: None,
             max_attempts: None,
@@ -967,19 +983,52 @@ mod tests {
             dry_run: true,
             notify: Notify::default(),
         };
-        let text = build_pipeline(&req).expect("pipeline");
+        let (text, inputs) = build_pipeline(&req).expect("pipeline");
         let (p, diags) = kiln_pipeline::parse("build.yaml", &text);
         assert!(diags.is_empty(), "{}", kiln_pipeline::render(&diags));
         let p = p.expect("pipeline");
+        assert_eq!(p.name.value, "build-repo");
         let ids: Vec<&str> = p.steps.iter().map(|s| s.id.value.as_str()).collect();
         assert_eq!(ids, ["clone", "build", "push"]);
         assert_eq!(
             p.steps[1].with.value["tags"][0],
-            "example.registry/repo/image:v1.0.0"
+            "${{ event.inputs.image }}"
         );
-        assert_eq!(p.steps[2].with.value["dry-run"], true);
+        assert_eq!(inputs["image"], "example.registry/repo/image:v1.0.0");
+        assert_eq!(inputs["dockerfile"], "Dockerfile");
+        assert_eq!(inputs["build"]["dry_run"], true);
         assert_eq!(p.steps[0].allow.net[0].value, "github.com:443");
         assert_eq!(p.steps[2].allow.net[0].value, "example.registry:443");
+        // Everything else is the committed file, byte for byte.
+        let back = text
+            .replacen("name: \"build-repo\"", "name: build-image", 1)
+            .replacen("\"github.com:443\"", "\"git.example.com:443\"", 1)
+            .replacen(
+                "\"example.registry:443\"",
+                "\"registry.example.com:443\"",
+                1,
+            );
+        assert_eq!(back, BUILD_PIPELINE);
+    }
+
+    #[test]
+    fn a_build_of_a_local_repository_grants_its_clone_no_network() {
+        let req = BuildRequest {
+            repo_url: "/srv/git/app.git".into(),
+            branch: None,
+            tag: None,
+            registry: None,
+            dockerfile_path: None,
+            push: false,
+            dry_run: false,
+            notify: Notify::default(),
+        };
+        let (text, inputs) = build_pipeline(&req).expect("pipeline");
+        let (p, diags) = kiln_pipeline::parse("build.yaml", &text);
+        assert!(diags.is_empty(), "{}", kiln_pipeline::render(&diags));
+        let p = p.expect("pipeline");
+        assert!(p.steps[0].allow.net.is_empty());
+        assert_eq!(inputs["image"], "kiln.local/app:latest");
     }
 
     #[test]

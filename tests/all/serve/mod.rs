@@ -5,7 +5,7 @@
 mod api;
 mod builds;
 mod durability;
-mod webhooks;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

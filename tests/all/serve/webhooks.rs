@@ -11,19 +11,19 @@ use serde_json::{Value, json};
 use super::{GITHUB_SECRET, GITLAB_TOKEN, Resp, Server, http, tool};
 use crate::support::{services_env, text};
 
-fn example(event: &str, action: &str) -> Value {
+pub fn example(event: &str, action: &str) -> Value {
     let (ok, out, err) = tool(&["example", event, action], "");
     assert!(ok, "{err}");
     serde_json::from_str(&out).expect("example JSON")
 }
 
-fn sign(secret: &str, body: &str) -> String {
+pub fn sign(secret: &str, body: &str) -> String {
     let (ok, out, err) = tool(&["sign", secret], body);
     assert!(ok, "{err}");
     out.trim().to_owned()
 }
 
-fn deliver(
+pub fn deliver(
     server: &Server,
     event: &str,
     delivery: &str,
