@@ -83,7 +83,7 @@ impl Bench {
             .expect("kiln runs");
         let took = started.elapsed();
         let out = check(out, "kiln run");
-        (took, String::from_utf8_lossy(&out.stderr).into_owned())
+        (took, String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn docker(&self, args: &[&str]) -> (Duration, Output) {
@@ -118,8 +118,23 @@ fn all_steps_cached(log: &str) -> bool {
         .lines()
         .filter_map(vertex)
         .filter(|v| {
-            v.split_once(' ')
-                .is_some_and(|(_, r)| r.starts_with('[') && r.contains('/'))
+            // `[2/3] COPY …` or `[stage-1 2/3] RUN …`, not `[internal] load … a/b`. A `FROM`
+            // is resolved, not built, so BuildKit reports it `DONE` either way.
+            let Some((inside, instruction)) =
+                v.split_once(" [").and_then(|(_, r)| r.split_once(']'))
+            else {
+                return false;
+            };
+            if instruction.trim_start().starts_with("FROM ") {
+                return false;
+            }
+            let last = inside.rsplit(' ').next().unwrap_or_default();
+            last.split_once('/').is_some_and(|(k, n)| {
+                !k.is_empty()
+                    && !n.is_empty()
+                    && k.bytes().all(|b| b.is_ascii_digit())
+                    && n.bytes().all(|b| b.is_ascii_digit())
+            })
         })
         .map(|v| v.split(' ').next().unwrap_or_default().to_string())
         .collect();
