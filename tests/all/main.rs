@@ -10,6 +10,7 @@ mod image;
 mod notify;
 mod nx;
 mod sandbox;
+mod seed_002;
 mod serve;
 mod support;
 mod ui;
