@@ -213,15 +213,14 @@ impl Cron {
     /// eight years (e.g. `0 0 31 2 *`).
     pub fn next_after(&self, minute: i64) -> Option<i64> {
         let start = minute + 1;
-        let mut day = start.div_euclid(1440);
+        let first = start.div_euclid(1440);
         let mut from = start.rem_euclid(1440);
-        for _ in 0..(366 * 8) {
+        for day in first..first + 366 * 8 {
             if self.day_matches(day)
                 && let Some(m) = self.first_in_day(from)
             {
                 return Some(day * 1440 + m);
             }
-            day += 1;
             from = 0;
         }
         None
