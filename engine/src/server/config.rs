@@ -610,6 +610,21 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_listed_twice_or_without_a_relative_pipeline_is_reported_where_it_is() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("kiln.yaml");
+        std::fs::write(
+            &path,
+            "schedules:\n  pipelines:\n    - { name: nightly, repo: \"https://git.example.com/a.git\", pipeline: a.yaml }\n    - name: nightly\n      repo: \"https://git.example.com/a.git\"\n      pipeline: /etc/passwd\n",
+        )
+        .expect("write");
+        let err = read_file(&path).expect_err("bad schedules");
+        assert!(err.contains("kiln.yaml:4:13"), "{err}");
+        assert!(err.contains("schedule `nightly` is listed twice"), "{err}");
+        assert!(err.contains("kiln.yaml:6:17"), "{err}");
+    }
+
+    #[test]
     fn a_wrong_type_points_at_the_value() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("kiln.yaml");
