@@ -17,6 +17,7 @@ const BUILTINS: &[&str] = &[
     "git-push",
     "notify",
     "cache",
+    "prune-images",
 ];
 
 fn main() {

@@ -92,6 +92,9 @@ pub struct RunOptions {
     pub previous: Option<Arc<PreviousResults>>,
     /// The step cache; `None` runs every step.
     pub cache: Option<Arc<crate::cache::StepCache>>,
+    /// Configuration variables (`vars` in expressions): deployment settings that are not
+    /// secret, such as a registry's `host:port` (`kiln serve`'s `vars:`, `kiln run --var`).
+    pub vars: BTreeMap<String, String>,
 }
 
 /// Run `plan` to the end (or until `cancel`), sending events as things happen. Returns the
@@ -553,6 +556,7 @@ impl<E: Executor> Scheduler<E> {
         roots.insert("env".into(), Value::Object(self.env.clone()));
         roots.insert("event".into(), self.options.event.clone());
         roots.insert("git".into(), self.options.git.clone());
+        roots.insert("vars".into(), json!(self.options.vars));
         roots.insert(
             "run".into(),
             json!({ "id": self.options.run_id, "workspace": GUEST_WORKSPACE }),
@@ -602,6 +606,7 @@ impl<E: Executor> Scheduler<E> {
         let mut roots = Map::new();
         roots.insert("event".into(), self.options.event.clone());
         roots.insert("git".into(), self.options.git.clone());
+        roots.insert("vars".into(), json!(self.options.vars));
         roots.insert(
             "run".into(),
             json!({ "id": self.options.run_id, "workspace": GUEST_WORKSPACE }),
@@ -825,9 +830,13 @@ async fn run_unit<E: Executor>(job: UnitJob<E>) -> UnitResult {
     let retry = step.retry.as_ref().map(|r| r.value);
     let attempts = retry.map_or(1, |r| r.attempts.max(1));
     let mut backoff = retry.map_or(Duration::ZERO, |r| r.backoff);
+    let net = match resolve_net(&step, &scope) {
+        Ok(net) => net,
+        Err(message) => return failed(unit, record, &masker, clock, message),
+    };
     let grants = Grants {
         workspace_write: step.allow.workspace_write.is_some(),
-        net: step.allow.net.iter().map(|n| n.value.clone()).collect(),
+        net,
     };
     // The step's own secrets, for host interfaces that read them by name (git credentials).
     let secrets = step_secrets(&step, &options.secrets);
@@ -931,6 +940,32 @@ fn resolve_inputs(
         .map(|(k, v)| (k, to_display_string(&v)))
         .collect();
     Ok((env, config))
+}
+
+/// `allow.net` with its expressions (`${{ vars.REGISTRY }}`) resolved; each must come out as
+/// `host:port`.
+fn resolve_net(step: &Step, scope: &Scope) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for entry in &step.allow.net {
+        if !entry.value.contains("${{") {
+            out.push(entry.value.clone());
+            continue;
+        }
+        let template = kiln_expr::Template::parse(&entry.value)
+            .map_err(|e| format!("invalid expression in `allow.net`: {}", e.message))?;
+        let value = template
+            .eval(scope)
+            .map_err(|e| format!("cannot evaluate `allow.net` entry `{}`: {e}", entry.value))?;
+        let text = to_display_string(&value);
+        kiln_pipeline::check_host_port(&text).map_err(|why| {
+            format!(
+                "`allow.net` entry `{}` is `{text}`, not a `host:port` ({why}); hint: set the variable it reads, e.g. `vars: {{ REGISTRY: registry.example.com:443 }}`",
+                entry.value
+            )
+        })?;
+        out.push(text);
+    }
+    Ok(out)
 }
 
 fn failed(

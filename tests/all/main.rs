@@ -12,6 +12,7 @@ mod nx;
 mod sandbox;
 mod seed_000;
 mod seed_004;
+mod seed_002;
 mod serve;
 mod support;
 mod ui;

@@ -129,6 +129,35 @@ impl StepState {
 }
 
 impl Host for StepState {
+    async fn list_tags(
+        &mut self,
+        repository: String,
+        auth: wit::RegistryAuth,
+    ) -> Result<Vec<wit::TagInfo>, wit::Error> {
+        match &self.registry {
+            Some(scope) => scope.list_tags(repository, auth).await,
+            None => Err(error(
+                wit::ErrorKind::Denied,
+                "registries are reachable only while a step runs",
+            )),
+        }
+    }
+
+    async fn delete_manifest(
+        &mut self,
+        repository: String,
+        digest: String,
+        auth: wit::RegistryAuth,
+    ) -> Result<bool, wit::Error> {
+        match &self.registry {
+            Some(scope) => scope.delete_manifest(repository, digest, auth).await,
+            None => Err(error(
+                wit::ErrorKind::Denied,
+                "registries are reachable only while a step runs",
+            )),
+        }
+    }
+
     async fn build(&mut self, request: wit::BuildRequest) -> Result<wit::BuildResult, wit::Error> {
         let scope = self.image_scope()?;
         let access = &scope.access;

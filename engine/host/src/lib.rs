@@ -52,6 +52,7 @@ mod log;
 mod net;
 mod outputs;
 mod plugin;
+mod registry;
 mod state;
 
 pub use engine::EPOCH_TICK;

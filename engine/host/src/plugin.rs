@@ -277,6 +277,10 @@ impl Prepared {
             builder,
             access: access.clone(),
         });
+        let registry = Some(crate::registry::RegistryScope {
+            access: access.clone(),
+            declared: self.declares(Capability::Registry),
+        });
         let http = self.shared.config.http.clone().map(|client| HttpScope {
             client,
             access: access.clone(),
@@ -297,6 +301,7 @@ impl Prepared {
         );
         state.git = git;
         state.image = image;
+        state.registry = registry;
         state.http = http;
         state.cache = cache;
         let mut store = self.store(state);

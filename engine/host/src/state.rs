@@ -26,6 +26,9 @@ pub(crate) struct StepState {
     pub(crate) git: Option<crate::git::GitScope>,
     /// What the step's `image` calls may use; `None` outside a step run.
     pub(crate) image: Option<crate::image::ImageScope>,
+    /// What the step's registry calls (`image.list-tags`, `image.delete-manifest`) may reach;
+    /// `None` outside a step run.
+    pub(crate) registry: Option<crate::registry::RegistryScope>,
     /// What the step's `http` calls may reach; `None` outside a step run.
     pub(crate) http: Option<crate::http::HttpScope>,
     /// What the step's `cache` calls may use; `None` outside a step run or without a store.
@@ -50,6 +53,7 @@ impl StepState {
             timed_out: false,
             git: None,
             image: None,
+            registry: None,
             http: None,
             cache: None,
         }

@@ -9,6 +9,8 @@
 //! - [`reference`]: image references (`host[:port]/path[:tag][@digest]`).
 //! - [`auth`]: registry credentials from secrets or `~/.docker/config.json`.
 //! - [`progress`]: BuildKit status updates rendered as plain log lines.
+//! - [`distribution`]: a small blocking registry v2 client: list a repository's tags (digest,
+//!   creation time) and delete manifests, for cleanups.
 //!
 //! Everything here is async and cancel-safe: dropping a build or push future closes the
 //! connection, which makes the daemon stop the build.
@@ -17,6 +19,7 @@ pub mod auth;
 mod buildkit;
 mod buildkitd;
 pub mod context;
+pub mod distribution;
 mod docker;
 mod error;
 pub mod progress;

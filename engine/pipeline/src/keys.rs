@@ -8,7 +8,9 @@ pub(crate) const TOP_KEYS: &[&str] = &["name", "on", "env", "steps", "concurrenc
 /// Keys of `concurrency:` in its long form.
 pub(crate) const CONCURRENCY_KEYS: &[&str] = &["group", "cancel-in-progress"];
 /// Keys of `on:`.
-pub(crate) const ON_KEYS: &[&str] = &["push", "pull_request", "manual"];
+pub(crate) const ON_KEYS: &[&str] = &["push", "pull_request", "manual", "schedule"];
+/// Keys of an `on.schedule` entry.
+pub(crate) const SCHEDULE_KEYS: &[&str] = &["cron"];
 /// The events `on:` accepts in its short forms (`on: push`, `on: [push, pull_request]`).
 pub(crate) const EVENTS: &[&str] = &["push", "pull_request", "manual"];
 /// Keys of `on.push` and `on.pull_request`.
@@ -40,7 +42,9 @@ pub(crate) const ALLOW_KEYS: &[&str] = &["workspace", "net"];
 /// Values of `allow.workspace`.
 pub(crate) const WORKSPACE_MODES: &[&str] = &["read", "write"];
 /// The roots an expression may read.
-pub(crate) const ROOTS: &[&str] = &["env", "matrix", "steps", "event", "git", "secrets", "run"];
+pub(crate) const ROOTS: &[&str] = &[
+    "env", "matrix", "steps", "event", "git", "secrets", "run", "vars",
+];
 
 /// Step ids and matrix axis names.
 pub(crate) const ID_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
@@ -57,7 +61,9 @@ pub(crate) const OCI_PATTERN: &str = "^oci://[^@\\s]+@sha256:[0-9a-f]{64}$";
 /// A plugin component on disk.
 pub(crate) const WASM_PATTERN: &str = "\\.wasm$";
 /// `allow.net` entries.
-pub(crate) const NET_PATTERN: &str = "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$";
+/// `host:port`, or a value with an expression (`${{ vars.REGISTRY }}`) resolved when the step runs.
+pub(crate) const NET_PATTERN: &str =
+    "^((\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}|.*\\$\\{\\{.*\\}\\}.*)$";
 /// Durations, as humantime reads them (`90s`, `20m`, `1h30m`, `500ms`).
 pub(crate) const DURATION_PATTERN: &str = "^\\s*([0-9]+(\\.[0-9]+)?\\s*[a-zµ]+\\s*)+$";
 /// A value that is exactly one `${{ ... }}` expression.
@@ -99,7 +105,8 @@ pub(crate) fn is_env_name(s: &str) -> bool {
 }
 
 /// Check a `host:port` entry of `allow.net`; the error says what is wrong.
-pub(crate) fn check_host_port(s: &str) -> Result<(), String> {
+/// Whether `s` is `host:port` (a DNS name or IP address, a port 1-65535); the error says why not.
+pub fn check_host_port(s: &str) -> Result<(), String> {
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err("expected `host:port`".to_owned());
     };

@@ -20,6 +20,7 @@
 //! The codes of all diagnostics are listed in [`diag`].
 
 mod check;
+pub mod cron;
 mod data;
 pub mod diag;
 mod keys;
@@ -31,7 +32,7 @@ mod yaml;
 
 pub use data::{Data, parse_data};
 pub use diag::{Diagnostic, Severity, SourceFile, Span, has_errors, render, to_json};
-pub use keys::suggest;
+pub use keys::{check_host_port, suggest};
 pub use model::*;
 pub use parse::{DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, parse};
 pub use trigger::{TriggerEvent, TriggerMatch, compile_glob, select};

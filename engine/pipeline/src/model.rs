@@ -53,6 +53,17 @@ pub struct Triggers {
     pub pull_request: Option<EventFilter>,
     /// `on: { manual: {} }`, or implied by an empty `on:`.
     pub manual: bool,
+    /// `on.schedule`: when `kiln serve` starts the pipeline by itself (it must also be listed
+    /// in the server's `schedules:`).
+    pub schedule: Vec<Schedule>,
+}
+
+/// One `on.schedule` entry.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The expression as written.
+    pub cron: Spanned<String>,
+    pub parsed: crate::cron::Cron,
 }
 
 /// Glob filters of one event kind; empty lists match everything.

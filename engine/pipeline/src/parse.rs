@@ -15,7 +15,7 @@ use crate::diag::{Diagnostic, Severity, SourceFile, Span};
 use crate::keys::{self, list, suggest};
 use crate::model::{
     Allow, Axis, CacheMode, Concurrency, Config, EventFilter, Matrix, Pipeline, PluginRef, Retry,
-    Spanned, Step, StepCache, Triggers,
+    Schedule, Spanned, Step, StepCache, Triggers,
 };
 use crate::yaml::{self, Kind, Loaded, Node, OffsetMap, ScalarValue, Source, TreeProblem};
 
@@ -659,6 +659,7 @@ impl Reader<'_, '_> {
                         "pull_request" => {
                             t.pull_request = Some(self.filter(ev, "`on.pull_request`"))
                         }
+                        "schedule" => t.schedule = self.schedule(ev),
                         "manual" => {
                             match &ev.node.kind {
                                 _ if ev.node.is_null() => {}
@@ -679,6 +680,66 @@ impl Reader<'_, '_> {
             }
         }
         t
+    }
+
+    /// `on.schedule`: a list of `{ cron: "<5 fields>" }`, as in GitHub Actions.
+    fn schedule(&mut self, v: Val<'_>) -> Vec<Schedule> {
+        let example = "a list such as `- cron: \"0 3 * * *\"`";
+        let Kind::Seq(items) = &v.node.kind else {
+            self.wrong_type(v, "`on.schedule`", example);
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.error(
+                "K005",
+                v.span,
+                "`on.schedule` is empty".to_owned(),
+                Some(
+                    "add an entry such as `- cron: \"0 3 * * *\"`, or remove `schedule`".to_owned(),
+                ),
+            );
+        }
+        let mut out = Vec::new();
+        for item in items {
+            let iv = self.val(item);
+            let Kind::Map(pairs) = &item.kind else {
+                self.wrong_type(iv, "each entry of `on.schedule`", "a mapping with `cron`");
+                continue;
+            };
+            let mut cron = None;
+            for (key, cv) in self.entries(pairs, keys::SCHEDULE_KEYS, "in `on.schedule`") {
+                if key == "cron" {
+                    cron = self.string(cv, "`on.schedule.cron`", "a string of 5 fields");
+                    if let Some(c) = &cron {
+                        match crate::cron::Cron::parse(&c.value) {
+                            Ok(parsed) => out.push(Schedule {
+                                cron: c.clone(),
+                                parsed,
+                            }),
+                            Err(e) => {
+                                let map = self.offset_map(cv.node);
+                                let span = self.inner_span(map.as_ref(), cv.span, e.start, e.end);
+                                self.error(
+                                    "K005",
+                                    span,
+                                    format!("invalid cron expression `{}`: {}", c.value, e.message),
+                                    Some("five fields in UTC: minute hour day-of-month month day-of-week, e.g. `0 3 * * *` (daily at 03:00), `*/15 * * * *` (every 15 minutes)".to_owned()),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            if cron.is_none() && pairs.iter().all(|(k, _)| k.as_str() != Some("cron")) {
+                self.missing(
+                    iv.span,
+                    "cron",
+                    "in `on.schedule`",
+                    "write `- cron: \"0 3 * * *\"`".to_owned(),
+                );
+            }
+        }
+        out
     }
 
     /// `on.push` / `on.pull_request`.
@@ -899,7 +960,7 @@ impl Reader<'_, '_> {
                         "`true` or `false`",
                     ),
                 },
-                "allow" => step.allow = self.allow(kv, &of),
+                "allow" => step.allow = self.allow(kv, &of, owner),
                 "cache" => step.cache = self.cache(kv, &of),
                 _ => {}
             }
@@ -1433,7 +1494,7 @@ impl Reader<'_, '_> {
     }
 
     /// `allow:`.
-    fn allow(&mut self, v: Val<'_>, of: &str) -> Allow {
+    fn allow(&mut self, v: Val<'_>, of: &str, owner: Owner) -> Allow {
         let what = format!("`allow`{of}");
         let mut allow = Allow::default();
         let pairs = match &v.node.kind {
@@ -1473,7 +1534,21 @@ impl Reader<'_, '_> {
                     let entries =
                         self.strings(kv, &format!("`allow.net`{of}"), "a list of `host:port`");
                     for e in &entries {
-                        if let Err(why) = keys::check_host_port(&e.value) {
+                        if e.value.contains("${{") {
+                            // Resolved when the step runs (e.g. `${{ vars.REGISTRY }}`), and
+                            // checked as `host:port` then.
+                            let iv = match &kv.node.kind {
+                                Kind::Seq(items) => items
+                                    .iter()
+                                    .map(|i| self.val(i))
+                                    .find(|iv| iv.span == e.span),
+                                _ => Some(kv),
+                            };
+                            if let Some(iv) = iv {
+                                let what = format!("`allow.net`{of}");
+                                self.template(&e.value, iv, owner, &what, false);
+                            }
+                        } else if let Err(why) = keys::check_host_port(&e.value) {
                             self.error(
                                 "K005",
                                 e.span,

@@ -100,7 +100,22 @@ pub fn schema() -> Value {
                     "manual": {
                         "description": "Allow manual runs (CLI or API): `manual: {}`.",
                         "oneOf": [{ "type": "null" }, { "$ref": "#/$defs/manual" }]
+                    },
+                    "schedule": {
+                        "description": "Times `kiln serve` starts the pipeline (when its `schedules` lists it), as cron expressions in UTC.",
+                        "type": "array",
+                        "minItems": 1,
+                        "items": { "$ref": "#/$defs/schedule" }
                     }
+                }
+            },
+            "schedule": {
+                "description": "One schedule: five cron fields in UTC (minute hour day-of-month month day-of-week).",
+                "type": "object",
+                "required": ["cron"],
+                "additionalProperties": false,
+                "properties": {
+                    "cron": { "type": "string", "description": "e.g. `0 3 * * *` (daily at 03:00 UTC) or `*/15 * * * *`." }
                 }
             },
             "manual": {
@@ -293,6 +308,7 @@ mod tests {
         let tables: &[(&str, &[&str])] = &[
             ("", keys::TOP_KEYS),
             ("/$defs/triggers", keys::ON_KEYS),
+            ("/$defs/schedule", keys::SCHEDULE_KEYS),
             ("/$defs/manual", keys::MANUAL_KEYS),
             ("/$defs/eventFilter", keys::FILTER_KEYS),
             ("/$defs/step", keys::STEP_KEYS),

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Read secrets from a file of `NAME=value` lines (`#` comments allowed).
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
+    /// Set configuration variable NAME (`vars.NAME` in expressions), e.g.
+    /// `--var REGISTRY=registry.example.com:443`.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
     /// Memory limit of one step, in MiB.
     #[arg(long, default_value_t = 256)]
     memory_limit: u64,
@@ -116,7 +120,17 @@ async fn try_run(args: RunArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot create workspace `{}`: {e}", workspace.display()))?;
     let workspace = workspace.canonicalize().unwrap_or(workspace);
 
+    let mut vars = BTreeMap::new();
+    for v in &args.vars {
+        let Some((name, value)) = v.split_once('=').filter(|(n, _)| !n.trim().is_empty()) else {
+            return Err(format!(
+                "`--var {v}` is not `NAME=VALUE`; hint: e.g. `--var REGISTRY=registry.example.com:443`"
+            ));
+        };
+        vars.insert(name.trim().to_owned(), value.to_owned());
+    }
     let options = RunOptions {
+        vars,
         run_id,
         jobs: args.jobs.max(1),
         fail_fast: !args.no_fail_fast,

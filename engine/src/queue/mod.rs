@@ -15,6 +15,7 @@
 mod events;
 mod notify;
 mod run;
+mod schedule;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -162,6 +163,7 @@ impl Worker {
         tokio::spawn(self.clone().event_loop());
         tokio::spawn(self.clone().notify_loop());
         tokio::spawn(self.clone().heartbeat_loop());
+        tokio::spawn(self.clone().schedule_loop());
         Ok(())
     }
 

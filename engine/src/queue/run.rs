@@ -197,6 +197,7 @@ impl Worker {
                 let mut roots = serde_json::Map::new();
                 roots.insert("event".into(), run.event.clone());
                 roots.insert("git".into(), git.clone());
+                roots.insert("vars".into(), json!(self.config.vars));
                 roots.insert("run".into(), json!({ "id": run.id }));
                 let scope = kiln_expr::Scope {
                     roots,
@@ -274,6 +275,7 @@ impl Worker {
             memory_limit: Some(self.config.memory_limit_mb.saturating_mul(1 << 20)),
             previous,
             cache: self.step_cache.clone(),
+            vars: self.config.vars.clone(),
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_events(log.clone(), resolved.plan.clone(), rx));
@@ -348,7 +350,7 @@ impl Worker {
     }
 }
 
-struct RemoveOnDrop(PathBuf);
+pub(super) struct RemoveOnDrop(pub(super) PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

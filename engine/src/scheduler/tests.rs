@@ -100,6 +100,7 @@ fn options(jobs: usize) -> RunOptions {
         memory_limit: None,
         previous: None,
         cache: None,
+        vars: BTreeMap::new(),
     }
 }
 

@@ -186,6 +186,10 @@ pub fn run_json(run: &RunRow, steps: Option<Vec<crate::run::StepRun>>) -> Value 
         "event_id": run.event_id,
         "worker": run.claimed_by,
     });
+    if run.trigger == "schedule" {
+        // Which schedule and slot started it (`name`, `cron`, `slot`).
+        v["schedule"] = run.event.get("schedule").cloned().unwrap_or(Value::Null);
+    }
     if run.state == "queued" && run.not_before > now_ms() {
         v["next_attempt_at"] = Value::String(rfc3339(run.not_before));
     }

@@ -42,6 +42,32 @@ pub struct Config {
     pub secrets: BTreeMap<String, String>,
     /// Keep finished runs' workspaces (for retries that reuse steps); `false` deletes them.
     pub keep_workspaces: bool,
+    /// Configuration variables runs read as `vars.NAME` (not secret: they show in logs).
+    pub vars: BTreeMap<String, String>,
+    /// Pipelines this server starts on their `on.schedule`.
+    pub schedules: Vec<ScheduledPipeline>,
+    /// How often due schedule slots are checked.
+    pub schedule_tick: Duration,
+    /// How often each scheduled pipeline's `on.schedule` is read again from its repository.
+    pub schedule_refresh: Duration,
+}
+
+/// One entry of `schedules.pipelines`: a pipeline in a repository whose `on.schedule` this
+/// server follows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledPipeline {
+    /// Unique among the entries; with the cron expression it names the durable slot record.
+    pub name: String,
+    pub repo: String,
+    /// Branch or tag the pipeline is read at (default: the remote's default branch).
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// Path of the pipeline file in the repository.
+    pub pipeline: String,
+    /// `event.inputs` of the runs it starts.
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The file's shape. Every key optional.
@@ -58,6 +84,26 @@ struct File {
     notifications: Option<NotifyFile>,
     runs: Option<RunsFile>,
     secrets: Option<SecretsFile>,
+    vars: Option<BTreeMap<String, VarValue>>,
+    schedules: Option<SchedulesFile>,
+}
+
+/// A variable's value: text, a number or a boolean (kept as text).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum VarValue {
+    Text(String),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchedulesFile {
+    tick: Option<String>,
+    refresh: Option<String>,
+    #[serde(default)]
+    pipelines: Vec<ScheduledPipeline>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,7 +440,50 @@ impl Config {
             secrets.insert(name, value);
         }
 
+        let mut vars: BTreeMap<String, String> = file
+            .vars
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    VarValue::Text(t) => t,
+                    VarValue::Number(n) => n.to_string(),
+                    VarValue::Bool(b) => b.to_string(),
+                };
+                (k, text)
+            })
+            .collect();
+        for (name, value) in std::env::vars() {
+            if let Some(var) = name.strip_prefix("KILN_VAR_")
+                && !var.is_empty()
+            {
+                vars.insert(var.to_owned(), value);
+            }
+        }
+        let sched = file.schedules.unwrap_or_default();
+        let schedule_tick = match env("KILN_SCHEDULE_TICK") {
+            Some(t) => duration("environment variable `KILN_SCHEDULE_TICK`", &t)?,
+            None => duration(
+                &format!("{origin_file}: `schedules.tick`"),
+                sched.tick.as_deref().unwrap_or("10s"),
+            )?,
+        };
+        let schedule_refresh = duration(
+            &format!("{origin_file}: `schedules.refresh`"),
+            sched.refresh.as_deref().unwrap_or("5m"),
+        )?;
+        if schedule_tick < Duration::from_millis(100) || schedule_tick > Duration::from_secs(60) {
+            return Err(
+                "`schedules.tick` must be 100ms to 60s; hint: the default `10s` checks every slot of a per-minute cron in time"
+                    .to_owned(),
+            );
+        }
+
         Ok(Config {
+            vars,
+            schedules: sched.pipelines,
+            schedule_tick,
+            schedule_refresh,
             listen,
             data_dir,
             store_path,
@@ -438,7 +527,7 @@ fn read_file(path: &Path) -> Result<File, String> {
     if data.value.is_null() {
         return Ok(File::default());
     }
-    serde_path_to_error::deserialize::<_, File>(&data.value).map_err(|e| {
+    let file = serde_path_to_error::deserialize::<_, File>(&data.value).map_err(|e| {
         let pointer: String = e
             .path()
             .iter()
@@ -455,7 +544,55 @@ fn read_file(path: &Path) -> Result<File, String> {
             Some("see \"kiln serve\" in README.md for the keys and their values".to_owned()),
         );
         kiln_pipeline::render(&[diag])
-    })
+    })?;
+    check_schedules(&file, &data)?;
+    Ok(file)
+}
+
+/// `schedules.pipelines`: unique names, a repository URL, a relative pipeline path.
+fn check_schedules(file: &File, data: &kiln_pipeline::Data) -> Result<(), String> {
+    let Some(s) = &file.schedules else {
+        return Ok(());
+    };
+    let mut diags = Vec::new();
+    for (i, p) in s.pipelines.iter().enumerate() {
+        let at = |key: &str| format!("/schedules/pipelines/{i}/{key}");
+        if p.name.trim().is_empty() {
+            diags.push(data.error(
+                &at("name"),
+                "`name` is empty".into(),
+                Some("name the schedule, e.g. `nightly-cleanup`".into()),
+            ));
+        } else if s.pipelines[..i].iter().any(|q| q.name == p.name) {
+            diags.push(data.error(
+                &at("name"),
+                format!("schedule `{}` is listed twice", p.name),
+                Some("names must be unique: they key the durable record of fired slots".into()),
+            ));
+        }
+        if let Err(e) = kiln_git::RemoteUrl::parse(&p.repo) {
+            diags.push(data.error(
+                &at("repo"),
+                format!("`{}`: {e}", p.repo),
+                Some("give the repository's clone URL".into()),
+            ));
+        }
+        if p.pipeline.is_empty()
+            || p.pipeline.starts_with('/')
+            || p.pipeline.split('/').any(|c| c == "..")
+        {
+            diags.push(data.error(
+                &at("pipeline"),
+                format!("`{}` is not a relative path in the repository", p.pipeline),
+                Some("e.g. `.kiln/cleanup.yaml`".into()),
+            ));
+        }
+    }
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(kiln_pipeline::render(&diags))
+    }
 }
 
 #[cfg(test)]
@@ -470,6 +607,21 @@ mod tests {
         let err = read_file(&path).expect_err("unknown key");
         assert!(err.contains("kiln.yaml:3:"), "{err}");
         assert!(err.contains("max_runz"), "{err}");
+    }
+
+    #[test]
+    fn a_schedule_listed_twice_or_without_a_relative_pipeline_is_reported_where_it_is() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("kiln.yaml");
+        std::fs::write(
+            &path,
+            "schedules:\n  pipelines:\n    - { name: nightly, repo: \"https://git.example.com/a.git\", pipeline: a.yaml }\n    - name: nightly\n      repo: \"https://git.example.com/a.git\"\n      pipeline: /etc/passwd\n",
+        )
+        .expect("write");
+        let err = read_file(&path).expect_err("bad schedules");
+        assert!(err.contains("kiln.yaml:4:13"), "{err}");
+        assert!(err.contains("schedule `nightly` is listed twice"), "{err}");
+        assert!(err.contains("kiln.yaml:6:17"), "{err}");
     }
 
     #[test]

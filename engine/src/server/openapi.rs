@@ -285,7 +285,11 @@ fn schemas() -> Value {
                         "retry_of": { "type": "string", "nullable": true }, "failed_queue": { "type": "boolean" },
                         "concurrency_group": { "type": "string", "nullable": true }, "cancel_requested": { "type": "boolean" },
                         "event_id": { "type": "string", "nullable": true }, "worker": { "type": "string", "nullable": true },
-                        "next_attempt_at": { "type": "string", "format": "date-time" }
+                        "next_attempt_at": { "type": "string", "format": "date-time" },
+                        "schedule": {
+                            "type": "object", "description": "Runs started by a schedule: its name, the cron expression and the slot (RFC 3339).",
+                            "properties": { "name": { "type": "string" }, "cron": { "type": "string" }, "slot": { "type": "string", "format": "date-time" } }
+                        }
                     }
                 }));
     schemas.insert("Step".to_owned(), json!({

@@ -112,6 +112,16 @@ CREATE TABLE workers (
     heartbeat_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 2: the slots of scheduled pipelines already fired (or the first one seen), so that
+    // several servers on one store start each slot once and a restart does not fire a backlog.
+    r#"
+CREATE TABLE schedule_slots (
+    schedule   TEXT PRIMARY KEY,
+    last_slot  INTEGER NOT NULL,
+    run_id     TEXT,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Bring the database at `path` up to the newest schema.

@@ -14,6 +14,7 @@
 
 mod migrations;
 mod model;
+mod schedules;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
 pub use model::*;
+pub use schedules::*;
 
 /// How long a connection waits for another process's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

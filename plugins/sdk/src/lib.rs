@@ -570,7 +570,7 @@ pub mod image {
     use crate::bindings::kiln::plugin::image as wit_image;
     pub use crate::bindings::kiln::plugin::image::{
         BasicAuth, BuildNetwork, BuildRequest, BuildResult, BuildSecret, Error, ErrorKind,
-        PushRequest, PushResult, RegistryAuth, RegistryLogin,
+        PushRequest, PushResult, RegistryAuth, RegistryLogin, TagInfo,
     };
 
     /// Builds an image; BuildKit's progress goes to the step log.
@@ -581,6 +581,20 @@ pub mod image {
     /// Pushes an image to every target, all or nothing.
     pub fn push(request: &PushRequest) -> Result<PushResult, Error> {
         wit_image::push(request)
+    }
+
+    /// The tags of `repository` (`host[:port]/path`) with their digests and creation times.
+    pub fn list_tags(repository: &str, auth: &RegistryAuth) -> Result<Vec<TagInfo>, Error> {
+        wit_image::list_tags(repository, auth)
+    }
+
+    /// Deletes manifest `digest` (and every tag pointing to it); false when it was not there.
+    pub fn delete_manifest(
+        repository: &str,
+        digest: &str,
+        auth: &RegistryAuth,
+    ) -> Result<bool, Error> {
+        wit_image::delete_manifest(repository, digest, auth)
     }
 
     /// The `auth:` mapping of a registry plugin's config: a username and the name of the

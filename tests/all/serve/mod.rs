@@ -41,12 +41,25 @@ impl Drop for Server {
 impl Server {
     /// Start a server with its data in `home/<name>`, the test settings and `env`.
     pub fn start(home: &Path, name: &str, env: &[(&str, String)]) -> Server {
+        Server::start_with(home, name, None, env)
+    }
+
+    /// [`Server::start`] with a configuration file (`--config`).
+    pub fn start_with(
+        home: &Path,
+        name: &str,
+        config: Option<&Path>,
+        env: &[(&str, String)],
+    ) -> Server {
         let data = home.join(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln-under-test"));
         cmd.current_dir(repo())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .env("KILN_CACHE_DIR", home.join("cache"))
+            .arg(&data);
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.env("KILN_CACHE_DIR", home.join("cache"))
             .env("KILN_API_TOKENS", format!("ci:{TOKEN}"))
             .env("KILN_GITHUB_SECRET", GITHUB_SECRET)
             .env("KILN_GITLAB_TOKEN", GITLAB_TOKEN)
