@@ -10,6 +10,8 @@ mod image;
 mod notify;
 mod nx;
 mod sandbox;
+mod seed_001;
+mod seed_003;
 mod serve;
 mod support;
 mod ui;
