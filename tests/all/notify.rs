@@ -12,7 +12,7 @@ const KEY: &str = "hook-signing-key-5be1";
 const TOKEN: &str = "bearer-token-c07a";
 
 /// The receiver: two servers ("main" and "other") and the file they record requests in.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     main: u16,
     other: u16,
@@ -29,10 +29,15 @@ impl Drop for Receiver {
 
 impl Receiver {
     fn start(tls: Option<(&Path, &Path)>) -> Receiver {
+        Receiver::start_with_key(KEY, tls)
+    }
+
+    /// A receiver that checks signatures made with `signing_key`.
+    pub(crate) fn start_with_key(signing_key: &str, tls: Option<(&Path, &Path)>) -> Receiver {
         let dir = tempfile::tempdir().expect("tmp");
         let record = dir.path().join("requests.jsonl");
         let key = dir.path().join("key");
-        std::fs::write(&key, KEY).expect("key");
+        std::fs::write(&key, signing_key).expect("key");
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("tests/support/http_server.py"))
             .arg("--record")
@@ -65,15 +70,15 @@ impl Receiver {
         }
     }
 
-    fn net(&self) -> String {
+    pub(crate) fn net(&self) -> String {
         format!("127.0.0.1:{}", self.main)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.main)
     }
 
-    fn requests(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn requests(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.record)
             .unwrap_or_default()
             .lines()
