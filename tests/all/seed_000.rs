@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -14,22 +13,9 @@ use serde_json::{Value, json};
 use crate::image::inspect;
 use crate::serve::webhooks::{deliver, example, sign};
 use crate::serve::{GITHUB_SECRET, Server};
-use crate::support::{repo, services_env, text};
+use crate::support::{repo, services_env};
 
-pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_owned()
-}
+pub(crate) use crate::support::git;
 
 /// A bare repository on the git server, removed at the end of the test.
 pub(crate) struct Bare(pub PathBuf);

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use kiln_oci::distribution::{is_loopback, parse_challenge, percent};
 use kiln_oci::{Reference, RegistryAuth};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -100,18 +101,6 @@ struct Descriptor {
     size: u64,
 }
 
-fn is_loopback(host: &str) -> bool {
-    let host = match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The tag an entry with `key` is stored under.
 pub fn tag_for(key: &str) -> String {
     let hash = Digest::of(key.as_bytes()).hex();
@@ -137,56 +126,6 @@ fn tag_may_match(tag: &str, prefix: &str) -> bool {
         return false;
     };
     part.starts_with(&readable(prefix))
-}
-
-fn percent(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Parameters of a `WWW-Authenticate` challenge: `Bearer realm="…",service="…"`.
-fn parse_challenge(header: &str) -> (String, Vec<(String, String)>) {
-    let header = header.trim();
-    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
-    let mut params = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if name.is_empty() {
-            break;
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(c) = chars.peek() {
-                if *c == ',' {
-                    break;
-                }
-                value.push(*c);
-                chars.next();
-            }
-        }
-        params.push((name.trim().to_ascii_lowercase(), value));
-    }
-    (scheme.to_ascii_lowercase(), params)
 }
 
 /// A request body that can be produced again (after an authentication round trip).

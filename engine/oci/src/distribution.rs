@@ -67,7 +67,8 @@ pub struct Repository {
     scheme: Mutex<Scheme>,
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host[:port]` is a loopback address (where plain HTTP is allowed).
+pub fn is_loopback(host: &str) -> bool {
     let host = match host.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
@@ -79,7 +80,8 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn percent(s: &str) -> String {
+/// `s` percent-encoded for a URL query (RFC 3986 unreserved characters kept).
+pub fn percent(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

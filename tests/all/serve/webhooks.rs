@@ -3,13 +3,12 @@
 //! git server; `.kiln/*.yaml` matched by their `on:`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::{GITHUB_SECRET, GITLAB_TOKEN, Resp, Server, http, tool};
-use crate::support::{services_env, text};
+use crate::support::services_env;
 
 pub fn example(event: &str, action: &str) -> Value {
     let (ok, out, err) = tool(&["example", event, action], "");
@@ -91,20 +90,7 @@ fn github_deliveries_with_a_tampered_body_or_a_wrong_or_missing_signature_are_re
     );
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_owned()
-}
+use crate::support::git;
 
 /// A repository on the git server with `.kiln/` pipelines: `build` (push to `main` touching
 /// `apps/**`), `docs` (push touching `docs/**`), `release` (tags `v*`). Two commits: the
