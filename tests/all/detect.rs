@@ -314,3 +314,66 @@ fn a_static_site_is_copied_into_the_web_root() {
     // from its own directory), as `docker build` does.
     assert_eq!(stdout, "<h1>hello</h1>\ncss\nindex.html\n");
 }
+
+#[test]
+fn projects_mode_writes_one_dockerfile_per_matching_project_and_names_their_images() {
+    let home = tempfile::tempdir().expect("tmp");
+    let ws = home.path().join("ws");
+    let notebook = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+    write(
+        &ws,
+        &[
+            ("repo/Weather Report/forecast.ipynb", notebook),
+            ("repo/sales/q1.ipynb", notebook),
+            ("repo/sales/requirements.txt", "pandas\n"),
+            ("repo/team/deep/nb.ipynb", notebook),
+            ("repo/docs/README.md", "not a project\n"),
+            ("repo/node_modules/x/y.ipynb", notebook),
+        ],
+    );
+    let pipeline = DETECT.replace(
+        "path: project",
+        "path: repo, projects: [\"*\", \"team/**\"], language: jupyter",
+    );
+    let (out, run) = kiln_run(home.path(), &pipeline, &[], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let outputs = &step(&run, "detect")["outputs"];
+    assert_eq!(
+        outputs["projects"],
+        // `team` holds a notebook below it, so it is a project too, as is `team/deep`.
+        serde_json::json!(["Weather Report", "sales", "team", "team/deep"]),
+        "{outputs}"
+    );
+    assert_eq!(outputs["count"], 4);
+    let weather = &outputs["by-project"]["Weather Report"];
+    assert_eq!(weather["image-name"], "weather-report", "{weather}");
+    assert_eq!(weather["context"], "repo/Weather Report");
+    assert_eq!(
+        outputs["by-project"]["team/deep"]["image-name"],
+        "team/deep"
+    );
+    for dir in ["Weather Report", "sales", "team", "team/deep"] {
+        let dockerfile = ws.join("repo").join(dir).join("Dockerfile");
+        let body = std::fs::read_to_string(&dockerfile).expect("a Dockerfile per project");
+        assert!(body.contains("jupyter"), "{dir}: {body}");
+    }
+    let sales = std::fs::read_to_string(ws.join("repo/sales/Dockerfile")).expect("sales");
+    assert!(sales.contains("pip install -r requirements.txt"), "{sales}");
+    assert!(!ws.join("repo/docs/Dockerfile").exists(), "not a project");
+    assert!(
+        !ws.join("repo/node_modules/x/Dockerfile").exists(),
+        "never searched"
+    );
+
+    // No match is an error naming the patterns, never an empty success.
+    let home = tempfile::tempdir().expect("tmp");
+    write(&home.path().join("ws"), &[("repo/docs/README.md", "x\n")]);
+    let pipeline = DETECT.replace("path: project", "path: repo, projects: \"nb-*\"");
+    let (out, run) = kiln_run(home.path(), &pipeline, &[], &[]);
+    assert!(!out.status.success());
+    let error = step(&run, "detect")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("`nb-*`"), "{error}");
+}

@@ -207,7 +207,8 @@ fn a_token_protected_call_builds_one_image_per_notebook_project_tells_the_deploy
     ]);
     assert_eq!(
         text(&listed.stdout),
-        "Dockerfile\nforecast.ipynb\nrequirements.txt\n1000\n",
+        // The generated Dockerfile is in `.dockerignore`, so it is not in the image.
+        "forecast.ipynb\nrequirements.txt\n1000\n",
         "{}",
         text(&listed.stderr)
     );
