@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use kiln_oci::distribution::{is_loopback, parse_challenge, percent};
+use kiln_oci::distribution::{is_loopback, next_link, parse_challenge, percent};
 use kiln_oci::{Reference, RegistryAuth};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -500,17 +500,7 @@ impl RegistryStore {
             if !response.status().is_success() {
                 return Err(self.unexpected("listing tags", &mut response));
             }
-            let next = response
-                .headers()
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|l| l.split(';').next())
-                .map(|l| {
-                    l.trim()
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_owned()
-                });
+            let next = next_link(&response);
             let bytes = self.small_body(&mut response)?;
             let page: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| self.err(format!("the tag list is not valid: {e}")))?;

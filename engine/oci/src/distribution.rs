@@ -133,6 +133,21 @@ pub fn parse_challenge(header: &str) -> (String, Vec<(String, String)>) {
 
 type Response = ureq::http::Response<ureq::Body>;
 
+/// The next page of a paginated list: the target of the response's `Link` header.
+pub fn next_link<B>(response: &ureq::http::Response<B>) -> Option<String> {
+    response
+        .headers()
+        .get("link")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.split(';').next())
+        .map(|l| {
+            l.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+}
+
 impl Repository {
     /// `repository` is `host[:port]/path`, without a tag or digest.
     pub fn new(repository: &str, auth: RegistryAuth) -> Result<Repository, DistributionError> {
@@ -337,17 +352,7 @@ impl Repository {
             if !response.status().is_success() {
                 return Err(self.unexpected("listing tags", &mut response));
             }
-            let next = response
-                .headers()
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|l| l.split(';').next())
-                .map(|l| {
-                    l.trim()
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_owned()
-                });
+            let next = next_link(&response);
             let page: Value = serde_json::from_slice(&self.small_body(&mut response)?)
                 .map_err(|e| self.failed(format!("the tag list is not valid JSON: {e}")))?;
             if let Some(tags) = page.get("tags").and_then(Value::as_array) {

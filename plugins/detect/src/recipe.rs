@@ -108,7 +108,14 @@ pub fn go(project: &Project, opts: &Options) -> Result<Recipe, String> {
         language: "go",
         summary,
         dockerfile: f,
-        dockerignore: &[".git", ".kiln", "Dockerfile", ".dockerignore", "*.test", "bin/"],
+        dockerignore: &[
+            ".git",
+            ".kiln",
+            "Dockerfile",
+            ".dockerignore",
+            "*.test",
+            "bin/",
+        ],
         network: if download { "default" } else { "none" },
         port,
     })

@@ -23,8 +23,8 @@ use std::collections::BTreeSet;
 
 use kiln_plugin_sdk::image::{self, Auth, TagInfo};
 use kiln_plugin_sdk::{
-    Capability, Context, Info, Plugin, Problem, StepError, Value, check_config, json, log,
-    no_problems, set_output,
+    Capability, Context, Info, OneOrMany, Plugin, Problem, StepError, Value, check_config, json,
+    log, no_problems, set_output,
 };
 use serde::Deserialize;
 
@@ -40,13 +40,6 @@ struct Config {
     auth: Option<Auth>,
     #[serde(default)]
     dry_run: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// Glob match over a whole tag: `*` any run of characters, `?` one character.
@@ -174,11 +167,7 @@ impl Plugin for PruneImages {
 
     fn run(ctx: Context) -> Result<(), StepError> {
         let config: Config = ctx.config()?;
-        let patterns = match config.pattern {
-            Some(OneOrMany::One(p)) => vec![p],
-            Some(OneOrMany::Many(p)) => p,
-            None => Vec::new(),
-        };
+        let patterns = config.pattern.map(OneOrMany::into_vec).unwrap_or_default();
         let auth = config.auth.unwrap_or_default().registry_auth();
         let tags = image::list_tags(&config.repository, &auth)?;
         log::info(&format!("{} has {} tag(s)", config.repository, tags.len()));

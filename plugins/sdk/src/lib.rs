@@ -276,6 +276,23 @@ pub fn set_output(name: &str, value: &impl Serialize) -> Result<(), StepError> {
 }
 
 /// Lines for the step's log.
+/// One string or a list of them, in a config.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
 pub mod log {
     use super::wit_log;
 
@@ -360,22 +377,7 @@ pub mod git {
         })
     }
 
-    /// One string or a list of them, in a config.
-    #[derive(Debug, Clone, serde::Deserialize)]
-    #[serde(untagged)]
-    pub enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-
-    impl OneOrMany {
-        pub fn into_vec(self) -> Vec<String> {
-            match self {
-                OneOrMany::One(s) => vec![s],
-                OneOrMany::Many(v) => v,
-            }
-        }
-    }
+    pub use crate::OneOrMany;
 
     /// The SSH host-key keys of a git plugin's config, `known-hosts` (a secret's name),
     /// `host-key` (pinned keys) and `insecure-skip-host-key-check`, as JSON Schema properties.
