@@ -20,6 +20,23 @@ pub(crate) use crate::support::git;
 /// A bare repository on the git server, removed at the end of the test.
 pub(crate) struct Bare(pub PathBuf);
 
+impl Bare {
+    /// Commits everything in `work` as the first commit of `main`, creates this bare repository
+    /// and pushes `main` to it; the commit's SHA.
+    pub(crate) fn publish(&self, work: &Path, message: &str) -> String {
+        let bare = self.0.to_str().expect("utf-8");
+        git(work, &["init", "-q", "-b", "main"]);
+        git(work, &["add", "-A"]);
+        git(work, &["commit", "-q", "-m", message]);
+        git(
+            Path::new("/"),
+            &["init", "-q", "--bare", "-b", "main", bare],
+        );
+        git(work, &["push", "-q", bare, "main"]);
+        git(work, &["rev-parse", "HEAD"])
+    }
+}
+
 impl Drop for Bare {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -306,24 +323,7 @@ fn start(home: &Path) -> Fixture {
     let work = home.join("monorepo");
     nx_workspace(&work, &docker["KILN_BASE_IMAGE"]);
     write(&work, ".kiln/seed-000-nx-monorepo.yaml", &pipeline);
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "workspace"]);
-    git(
-        Path::new("/"),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            bare.0.to_str().expect("utf-8"),
-        ],
-    );
-    git(
-        &work,
-        &["push", "-q", bare.0.to_str().expect("utf-8"), "main"],
-    );
+    bare.publish(&work, "workspace");
 
     let server = Server::start(
         home,

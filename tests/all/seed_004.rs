@@ -5,13 +5,13 @@
 //! BuildKit and a registry read back with skopeo. (`serve::builds` covers a branch, a
 //! Dockerfile path and the registry's tag list; this covers what the seed's users look at.)
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::image::{docker, inspect};
-use crate::seed_000::{Bare, git};
+use crate::seed_000::Bare;
 use crate::serve::{Server, TOKEN, http};
 use crate::support::{services_env, text};
 
@@ -68,25 +68,7 @@ fn the_build_api_builds_with_and_without_dry_run_and_reports_status_logs_the_lis
     )
     .expect("write");
     std::fs::write(work.join("app.txt"), format!("seed 004 app {nonce}\n")).expect("write");
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "app"]);
-    let sha = git(&work, &["rev-parse", "HEAD"]);
-    git(
-        Path::new("/"),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            bare.0.to_str().expect("utf-8"),
-        ],
-    );
-    git(
-        &work,
-        &["push", "-q", bare.0.to_str().expect("utf-8"), "main"],
-    );
+    let sha = bare.publish(&work, "app");
 
     let server = Server::start(
         home.path(),

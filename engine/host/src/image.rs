@@ -27,14 +27,15 @@ pub(crate) struct ImageScope {
     pub(crate) access: Arc<StepAccess>,
 }
 
-fn error(kind: wit::ErrorKind, message: impl Into<String>) -> wit::Error {
+/// A WIT error of the `image` interface (also used by its registry calls, `registry.rs`).
+pub(crate) fn error(kind: wit::ErrorKind, message: impl Into<String>) -> wit::Error {
     wit::Error {
         kind,
         message: message.into(),
     }
 }
 
-fn from_access(e: AccessError) -> wit::Error {
+pub(crate) fn from_access(e: AccessError) -> wit::Error {
     match e {
         AccessError::Denied(m) => error(wit::ErrorKind::Denied, m),
         AccessError::Failed(m) => error(wit::ErrorKind::Failed, m),

@@ -9,28 +9,15 @@ use std::sync::Arc;
 use kiln_oci::distribution::{DistributionError, Repository};
 use kiln_oci::{Reference, RegistryAuth};
 
-use crate::access::{AccessError, StepAccess};
+use crate::access::StepAccess;
 use crate::bindings::image as wit;
+use crate::image::{error, from_access};
 
 /// What one step's registry calls may reach.
 pub(crate) struct RegistryScope {
     pub(crate) access: Arc<StepAccess>,
     /// Whether the plugin declares the `registry` capability.
     pub(crate) declared: bool,
-}
-
-fn error(kind: wit::ErrorKind, message: impl Into<String>) -> wit::Error {
-    wit::Error {
-        kind,
-        message: message.into(),
-    }
-}
-
-fn from_access(e: AccessError) -> wit::Error {
-    match e {
-        AccessError::Denied(m) => error(wit::ErrorKind::Denied, m),
-        AccessError::Failed(m) => error(wit::ErrorKind::Failed, m),
-    }
 }
 
 fn from_distribution(e: DistributionError) -> wit::Error {
